@@ -199,3 +199,45 @@ def atomic_write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def metadata_path(run_path: str | os.PathLike) -> Path:
+    return Path(f"{run_path}.meta.json")
+
+
+def write_metadata(run_path: str | os.PathLike, settings: dict, **extra) -> Path:
+    """Write `RUN.meta.json` beside a run: the command line, settings, library versions and time.
+
+    Settings must be JSON-serialisable; paths are written as strings.
+    """
+    import json
+    import platform
+    import sys
+    import time
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for package in ("dear_ir", "torch", "transformers", "peft", "pyserini", "sentence-transformers"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+
+    record = {
+        "run": str(run_path),
+        "command": " ".join([Path(sys.executable).name, "-m", _module_name()] + sys.argv[1:]),
+        "settings": settings,
+        "versions": versions,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+    path = metadata_path(run_path)
+    atomic_write_lines(path, [json.dumps(record, indent=2, default=str) + "\n"])
+    return path
+
+
+def _module_name() -> str:
+    import __main__
+
+    spec = getattr(__main__, "__spec__", None)
+    return spec.name if spec is not None else str(getattr(__main__, "__file__", "python"))
