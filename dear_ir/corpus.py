@@ -210,7 +210,7 @@ def _load_candidates_json(path: Path) -> list[dict]:
 
 
 class CorpusFile:
-    """A `DocumentSource` over a corpus file, held in memory as ``{docid: contents}``.
+    """A `DocumentSource` over a corpus file, held in memory as ``{docid: Document}``.
 
     A docid that repeats keeps its first text, with one warning per file.
     """
@@ -218,25 +218,29 @@ class CorpusFile:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.name = str(self.path)
-        self._texts: dict[str, str] = {}
+        self._documents: dict[str, Document] = {}
         duplicates = 0
         for document in iter_corpus(self.path):
-            if document.docid in self._texts:
+            if document.docid in self._documents:
                 duplicates += 1
                 continue
-            self._texts[document.docid] = document.contents
+            self._documents[document.docid] = document
         if duplicates:
             logger.warning("%s: %d repeated docids; each keeps its first text", self.path, duplicates)
-        logger.info("%s: %d documents", self.path, len(self._texts))
+        logger.info("%s: %d documents", self.path, len(self._documents))
 
     def __len__(self) -> int:
-        return len(self._texts)
+        return len(self._documents)
 
     def __contains__(self, docid: object) -> bool:
-        return docid in self._texts
+        return docid in self._documents
+
+    def document(self, docid: str) -> Document | None:
+        return self._documents.get(docid)
 
     def text(self, docid: str) -> str | None:
-        return self._texts.get(docid)
+        document = self._documents.get(docid)
+        return None if document is None else document.contents
 
 
 class LuceneDocuments:
@@ -262,45 +266,52 @@ class LuceneDocuments:
             )
         else:
             # Pyserini downloads a prebuilt index on first use, so this needs the
-            # network unless the index is already in Pyserini's cache.
-            self.searcher = LuceneSearcher.from_prebuilt_index(index)
+            # network unless the index is already in Pyserini's cache (~/.cache/pyserini/indexes).
+            try:
+                self.searcher = LuceneSearcher.from_prebuilt_index(index)
+            except OSError as error:
+                raise OSError(
+                    f"Pyserini prebuilt index {index!r} is not cached and could not be downloaded ({error}); "
+                    "pass a local index folder instead"
+                ) from None
             if self.searcher is None:
-                raise ValueError(f"{index!r} is neither an index folder nor a Pyserini prebuilt index")
+                raise ValueError(f"{index!r} is neither an index folder nor a Pyserini prebuilt index name")
         self.name = index
         self.repaired = 0
 
-    def text(self, docid: str) -> str | None:
-        document = self.searcher.doc(docid)
-        if document is None:
+    def document(self, docid: str) -> Document | None:
+        """Return the stored document, mojibake repaired, or None when the index lacks the docid."""
+        stored = self.searcher.doc(docid)
+        if stored is None:
             return None
-        text = self._stored_text(document)
-        repaired = repair_mojibake(text)
-        if repaired != text:
+        document = self._parse_stored(docid, stored)
+        repaired = Document(docid, repair_mojibake(document.title), repair_mojibake(document.text))
+        if repaired != document:
             self.repaired += 1
             if self.repaired == 1:
                 logger.info("%s: repaired mojibake in docid %s (later repairs are not logged)", self.name, docid)
         return repaired
 
+    def text(self, docid: str) -> str | None:
+        document = self.document(docid)
+        return None if document is None else document.contents
+
     @staticmethod
-    def _stored_text(document) -> str:
+    def _parse_stored(docid: str, stored) -> Document:
         # Pyserini's JSON collections store the input record as the raw field;
-        # other collections store plain text there or only the contents field.
-        raw = document.raw()
+        # other collections store plain text there, or only the contents field.
+        raw = stored.raw()
         if raw:
             try:
                 record = json.loads(raw)
             except json.JSONDecodeError:
-                record = None
+                return Document(docid, "", raw)
             if isinstance(record, dict):
                 if "contents" in record:
-                    return record["contents"] or ""
+                    return Document(docid, "", record["contents"] or "")
                 if "text" in record:
-                    title = record.get("title") or ""
-                    text = record["text"] or ""
-                    return f"{title} {text}" if title else text
-            elif record is None:
-                return raw
-        return document.contents() or ""
+                    return Document(docid, record.get("title") or "", record["text"] or "")
+        return Document(docid, "", stored.contents() or "")
 
 
 def open_source(index: str | os.PathLike | None = None, corpus: str | os.PathLike | None = None):
