@@ -1,6 +1,6 @@
 """Corpora: document text by docid, from a file or a Lucene index.
 
-File formats are told apart by content, not by suffix (any of them may be gzipped):
+The file format is detected from the content, not the suffix, and any file may be gzipped:
 
 - JSONL, one document per line: Pyserini's ``{"id", "contents"}``, or
   ``{"id" | "_id" | "docid", "title", "text"}`` as in BEIR.
@@ -61,10 +61,10 @@ class Document:
 def iter_corpus(path: str | os.PathLike) -> Iterator[Document]:
     """Yield the documents of a JSONL, TSV or RankGPT candidates JSON corpus file.
 
-    A record that carries ``contents`` yields it as the text with an empty
-    title, as Pyserini would index it; otherwise ``title`` and ``text`` are
-    kept apart. A malformed line raises `TextFileError` naming the file and
-    line; a missing file raises FileNotFoundError.
+    A record with ``contents`` yields it as the text with an empty title,
+    because that field is what Pyserini indexes. Other records keep ``title``
+    and ``text`` apart. A malformed line raises `TextFileError` naming the file
+    and line, and a missing file raises FileNotFoundError.
     """
     path = check_file(path)
     first = first_character(path)

@@ -36,8 +36,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_METRICS = ("ndcg_cut_1", "ndcg_cut_5", "ndcg_cut_10", "map", "recall_100")
 DEFAULT_TOP_K = (1, 5, 20, 100)
 
-# Short names that papers use, mapped to the trec_eval name pattern.
-_ALIASES = {"ndcg": "ndcg_cut", "recall": "recall", "map": "map_cut", "p": "P", "mrr": None}
+# Short names that papers use, mapped to the trec_eval metric family.
+_ALIASES = {"ndcg": "ndcg_cut", "recall": "recall", "r": "recall", "map": "map_cut", "p": "P"}
 
 
 def canonical_metric(name: str) -> str:
@@ -54,7 +54,6 @@ def canonical_metric(name: str) -> str:
                 f"metric {name!r}: trec_eval's recip_rank has no cutoff; truncate the run "
                 "(for example with --max-hits when it is produced) and use recip_rank"
             )
-        family = "recall" if family == "r" else family
         return f"{_ALIASES[family]}_{cutoff}"
     _measure_spec(name)  # raises on unknown names
     return name

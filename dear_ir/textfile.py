@@ -90,7 +90,7 @@ def read_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
                 yield line_number, line.rstrip("\r\n")
     except (OSError, EOFError) as error:
         # A truncated or corrupt gzip stream surfaces here, mid-iteration.
-        raise TextFileError(f"{path}: cannot read the file ({error})") from None
+        raise TextFileError(f"{path}: failed to read the file ({error})") from None
     finally:
         _log_invalid(path, invalid, bad_lines)
 
@@ -102,7 +102,7 @@ def read_text(path: str | os.PathLike) -> str:
         with _open_binary(path) as handle:
             raw = handle.read()
     except (OSError, EOFError) as error:
-        raise TextFileError(f"{path}: cannot read the file ({error})") from None
+        raise TextFileError(f"{path}: failed to read the file ({error})") from None
     text, invalid = _decode(raw)
     _log_invalid(path, invalid, text.count("\n") + 1 if invalid else 0)
     return text.removeprefix("\ufeff")
@@ -111,8 +111,8 @@ def read_text(path: str | os.PathLike) -> str:
 def first_character(path: str | os.PathLike) -> str:
     """Return the first non-whitespace character of a file, or "" for an empty file.
 
-    Readers use it to tell JSON (`[`), JSONL (`{`) and line formats apart by
-    content instead of by file suffix.
+    Readers use it to detect JSON (`[`), JSONL (`{`) and line formats from the
+    content instead of the file suffix.
     """
     for _, line in read_lines(path):
         stripped = line.strip()
@@ -124,10 +124,10 @@ def first_character(path: str | os.PathLike) -> str:
 def repair_mojibake(text: str) -> str:
     """Return `text` with mojibake undone, when ftfy judges it to be mojibake.
 
-    Only the encoding repair of ftfy runs (`ftfy.fix_encoding`): quotes, HTML
-    entities, line breaks and Unicode normalisation are left alone, so correct
-    text comes back unchanged. Without ftfy installed the text is returned as
-    it is, with one warning per process.
+    Only the encoding repair of ftfy runs (`ftfy.fix_encoding`), so quotes,
+    HTML entities, line breaks and Unicode normalisation are left alone.
+    Without ftfy installed the text is returned as it is, with one warning per
+    process.
     """
     global _warned_no_ftfy
     if ftfy is None:
@@ -138,6 +138,8 @@ def repair_mojibake(text: str) -> str:
     # Plain ASCII cannot be mojibake, and checking is far cheaper than ftfy.
     if text.isascii():
         return text
+    # NOTE: ftfy's heuristics also rewrite a few rare correct sequences, such
+    # as "Ã" followed by a space, which it reads as a broken "à".
     return ftfy.fix_encoding(text)
 
 
@@ -158,8 +160,8 @@ class HygieneCounts:
             self.mojibake += 1
         return repaired
 
-    def log(self, what: str) -> None:
+    def log(self, kind: str) -> None:
         if self.mojibake:
-            logger.info("%s: repaired mojibake in %d %s", self.path, self.mojibake, what)
+            logger.info("%s: repaired mojibake in %d %s", self.path, self.mojibake, kind)
         if self.empty:
-            logger.warning("%s: %d %s are empty", self.path, self.empty, what)
+            logger.warning("%s: %d %s are empty", self.path, self.empty, kind)

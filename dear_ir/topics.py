@@ -1,8 +1,8 @@
 """Topics (qid -> query), qrels (qid -> docid -> relevance) and QA answer lists.
 
 A spec is a file path or a Pyserini name (``dl19-passage``,
-``beir-v1.0.0-scifact-test``, ``dpr-nq-test``). Topic files are told apart by
-content, not by suffix, and any of them may be gzipped:
+``beir-v1.0.0-scifact-test``, ``dpr-nq-test``). The format of a topics file is
+detected from its content, not its suffix, and any file may be gzipped:
 
 - TSV, ``qid<TAB>query`` per line (a ``qid<TAB>query`` header line is skipped);
 - DPR QA, ``question<TAB>["answer", ...]`` per line, numbered from 0 as
@@ -48,7 +48,7 @@ def _is_file_spec(spec: str | os.PathLike) -> bool:
 
 
 # Anserini 1.x reads named topics and qrels from this folder and downloads
-# them from GitHub on first use; offline, only files copied there can be named.
+# them from GitHub when they are missing. Offline, only the files copied there can be named.
 PYSERINI_CACHE = "~/.cache/pyserini/topics-and-qrels"
 
 
