@@ -252,18 +252,20 @@ class LuceneDocuments:
     """
 
     def __init__(self, index: str | os.PathLike):
+        index = str(index)
+        is_folder = Path(index).is_dir()
+        if not is_folder and (os.sep in index or Path(index).exists()):
+            raise FileNotFoundError(
+                f"Lucene index not found: {index}; pass an index folder or a Pyserini prebuilt index name"
+            )
+
         from dear_ir.java import start_jvm
 
         start_jvm()
         from pyserini.search.lucene import LuceneSearcher
 
-        index = str(index)
-        if Path(index).is_dir():
+        if is_folder:
             self.searcher = LuceneSearcher(index)
-        elif os.sep in index or Path(index).exists():
-            raise FileNotFoundError(
-                f"Lucene index not found: {index}; pass an index folder or a Pyserini prebuilt index name"
-            )
         else:
             # Pyserini downloads a prebuilt index on first use, so this needs the
             # network unless the index is already in Pyserini's cache (~/.cache/pyserini/indexes).
