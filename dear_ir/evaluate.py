@@ -51,8 +51,8 @@ def canonical_metric(name: str) -> str:
         family, cutoff = match.group(1).lower(), match.group(2)
         if family == "mrr":
             raise ValueError(
-                f"metric {name!r}: trec_eval's recip_rank has no cutoff; truncate the run "
-                "(for example with --max-hits when it is produced) and use recip_rank"
+                f"metric {name!r}: trec_eval's recip_rank has no cutoff; truncate the run to "
+                "k hits per query (dear_ir.runs.read_run(path, max_hits=k)) and use recip_rank"
             )
         return f"{_ALIASES[family]}_{cutoff}"
     _measure_spec(name)  # raises on unknown names
@@ -92,7 +92,7 @@ def evaluate_per_query(
         {_measure_spec(metric) for metric in metrics},
         relevance_level=relevance_level,
     )
-    judged_run = {qid: hits for qid, hits in run.to_pytrec().items() if qid in qrels}
+    judged_run = {qid: hits for qid, hits in _rank_scores(run).items() if qid in qrels}
     unjudged = len(run) - len(judged_run)
     if unjudged:
         logger.info("%s: %d of %d queries have no judgments and are not evaluated", run.name, unjudged, len(run))
@@ -109,6 +109,22 @@ def evaluate_per_query(
         values = results.get(qid, {})
         per_query[qid] = {metric: float(values.get(metric, 0.0)) for metric in metrics}
     return per_query
+
+
+def _rank_scores(run: Run) -> dict[str, dict[str, float]]:
+    """Return ``{qid: {docid: score}}`` with scores n, n-1, ..., 1 in the run's rank order.
+
+    trec_eval and pytrec_eval sort by score read as a 32-bit float and break
+    ties by docid, so scores that differ only beyond float32 precision (as
+    `Run.to_pytrec` produces for tied hits) would be reordered. Whole numbers
+    below 2**24 are exact in float32, and the metrics depend on the order alone.
+    """
+    rank_scores = {}
+    for qid, docid_scores in run.to_pytrec().items():
+        # Dicts keep insertion order, so this is the run's rank order.
+        count = len(docid_scores)
+        rank_scores[qid] = {docid: float(count - index) for index, docid in enumerate(docid_scores)}
+    return rank_scores
 
 
 def evaluate_run(
@@ -133,8 +149,9 @@ def answer_text(source, docid: str) -> str | None:
     """Return the part of a passage that answers are matched in, or None when the docid is unknown.
 
     Pyserini's DPR evaluation matches answers in the passage text, not the
-    title. A source with a ``document`` method gives the text apart; a
-    Wikipedia DPR index stores ``"title\\ntext"``, so the first line is dropped.
+    title. A source with a ``document`` method returns the two separately. A
+    Wikipedia DPR index stores ``"title\\ntext"`` as one string, so for a
+    document without a separate title the first line is dropped.
     """
     if hasattr(source, "document"):
         document = source.document(docid)
