@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 _GZIP_MAGIC = b"\x1f\x8b"
 _REPLACEMENT = "\ufffd"
 _REPLACEMENT_BYTES = _REPLACEMENT.encode("utf-8")
+_BYTE_ORDER_MARK = "\ufeff".encode("utf-8")
 
 try:
     import ftfy
@@ -112,12 +113,23 @@ def first_character(path: str | os.PathLike) -> str:
     """Return the first non-whitespace character of a file, or "" for an empty file.
 
     Readers use it to detect JSON (`[`), JSONL (`{`) and line formats from the
-    content instead of the file suffix.
+    content instead of the file suffix. Only the bytes up to that character
+    are read, and nothing is logged, because the caller reads the file again.
     """
-    for _, line in read_lines(path):
-        stripped = line.strip()
-        if stripped:
-            return stripped[0]
+    path = check_file(path)
+    try:
+        with _open_binary(path) as handle:
+            head = handle.read(len(_BYTE_ORDER_MARK))
+            if head != _BYTE_ORDER_MARK:
+                head = head.lstrip()
+                if head:
+                    return head[:1].decode("utf-8", errors="replace")
+            while chunk := handle.read(4096):
+                chunk = chunk.lstrip()
+                if chunk:
+                    return chunk[:1].decode("utf-8", errors="replace")
+    except (OSError, EOFError) as error:
+        raise TextFileError(f"{path}: failed to read the file ({error})") from None
     return ""
 
 

@@ -181,7 +181,14 @@ def test_invalid_utf8_replaced_and_counted(tmp_path, caplog):
     assert documents[1].text == "valid \ufffd kept"
     assert documents[2].text == "\ufffd\ufffd"
     # The U+FFFD already in line 2 is not counted as an invalid sequence.
-    assert "replaced 4 invalid UTF-8 byte sequences with U+FFFD on 2 lines" in caplog.text
+    assert caplog.text.count("replaced 4 invalid UTF-8 byte sequences with U+FFFD on 2 lines") == 1
+
+
+def test_truncated_gzip_raises(tmp_path):
+    path = tmp_path / "corpus.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"id": "1", "contents": "a"}\n' * 1000)[:-30])
+    with pytest.raises(TextFileError, match=r"corpus\.jsonl\.gz: failed to read the file"):
+        list(iter_corpus(path))
 
 
 def test_mojibake_repaired_and_counted(tmp_path, caplog):
