@@ -13,6 +13,12 @@ every metric. ``--relevance-level N`` binarises labels at ``rel >= N`` for
 MAP, recall and the other binary metrics, while nDCG keeps the graded labels
 (``-l 2`` is the TREC Deep Learning passage convention).
 
+Hits with tied scores are evaluated in the run's order (``--ties run``, the
+default), so a reranker's output is scored as it ranked. trec_eval instead
+sorts tied hits by docid, and ``--ties trec_eval`` does the same to reproduce
+published numbers: on the DL21 BM25 run of rank_llm, nDCG@5 is 0.4485 in run
+order and 0.4494 as trec_eval computes it.
+
 Top-k accuracy is the share of questions with at least one passage among the
 top k that contains an answer, matched with Pyserini's DPR evaluation code
 (the DrQA tokenizer, lower-cased token sequences).
@@ -72,27 +78,36 @@ def _measure_spec(metric: str) -> str:
     )
 
 
+TIE_RULES = ("run", "trec_eval")
+
+
 def evaluate_per_query(
     run: Run,
     qrels: Mapping[str, Mapping[str, int]],
     metrics: Iterable[str] = DEFAULT_METRICS,
     relevance_level: int = 1,
+    ties: str = "run",
 ) -> dict[str, dict[str, float]]:
     """Return ``{qid: {metric: value}}`` for every judged qid.
 
     A judged qid absent from the run gets 0 on every metric, as ``trec_eval -c``
     counts it. Qids of the run without judgments are left out, as trec_eval does.
+    `ties` is "run" to keep tied hits in the run's order, or "trec_eval" to
+    sort them by docid as trec_eval does.
     """
     metrics = [canonical_metric(metric) for metric in metrics]
     if not qrels:
         raise ValueError("the qrels are empty; pass the qrels that belong to the run's topics")
+    if ties not in TIE_RULES:
+        raise ValueError(f"ties must be one of {TIE_RULES}, not {ties!r}")
 
     evaluator = pytrec_eval.RelevanceEvaluator(
         {qid: dict(judged) for qid, judged in qrels.items()},
         {_measure_spec(metric) for metric in metrics},
         relevance_level=relevance_level,
     )
-    judged_run = {qid: hits for qid, hits in _rank_scores(run).items() if qid in qrels}
+    scored = _rank_scores(run) if ties == "run" else _original_scores(run)
+    judged_run = {qid: hits for qid, hits in scored.items() if qid in qrels}
     unjudged = len(run) - len(judged_run)
     if unjudged:
         logger.info("%s: %d of %d queries have no judgments and are not evaluated", run.name, unjudged, len(run))
@@ -127,15 +142,25 @@ def _rank_scores(run: Run) -> dict[str, dict[str, float]]:
     return rank_scores
 
 
+def _original_scores(run: Run) -> dict[str, dict[str, float]]:
+    """Return ``{qid: {docid: score}}`` with the run's own scores, for trec_eval's tie rule."""
+    scores: dict[str, dict[str, float]] = {}
+    for qid, hits in run.items():
+        for hit in hits:
+            scores.setdefault(qid, {}).setdefault(hit.docid, hit.score)
+    return scores
+
+
 def evaluate_run(
     run: Run,
     qrels: Mapping[str, Mapping[str, int]],
     metrics: Iterable[str] = DEFAULT_METRICS,
     relevance_level: int = 1,
+    ties: str = "run",
 ) -> dict[str, float]:
     """Return ``{metric: mean over all judged queries}`` with trec_eval ``-c`` conventions."""
     metrics = [canonical_metric(metric) for metric in metrics]
-    per_query = evaluate_per_query(run, qrels, metrics, relevance_level)
+    per_query = evaluate_per_query(run, qrels, metrics, relevance_level, ties)
     return {
         metric: sum(values[metric] for values in per_query.values()) / len(per_query)
         for metric in metrics
@@ -236,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         help="QA topics with answer lists: a DPR QA file, JSONL with 'answers', or a Pyserini name (dpr-nq-test)",
     )
     parser.add_argument(
-        "--metrics", nargs="+", default=None,
+        "--metrics", nargs="+", default=None, metavar="METRIC",
         help=f"trec_eval metric names or nDCG@k-style aliases (default: {' '.join(DEFAULT_METRICS)}); "
         f"with --answers, cutoffs k for Top-k accuracy (default: {' '.join(map(str, DEFAULT_TOP_K))})",
     )
@@ -244,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         "--relevance-level", type=int, default=1,
         help="lowest label counted relevant by MAP, recall and other binary metrics (default 1; "
         "2 for TREC DL passage); nDCG always uses graded labels",
+    )
+    parser.add_argument(
+        "--ties", choices=TIE_RULES, default="run",
+        help="order of hits with tied scores: the run's order (default), or by docid as trec_eval sorts them",
     )
     parser.add_argument("--per-query", action="store_true", help="also print each query's values")
     parser.add_argument("--format", choices=("markdown", "json"), default="markdown", help="output format")
@@ -285,7 +314,7 @@ def _evaluate_ranking(args) -> tuple[dict, dict]:
     metrics = [canonical_metric(metric) for metric in (args.metrics or DEFAULT_METRICS)]
     means, per_query = {}, {}
     for path in args.runs:
-        values = evaluate_per_query(read_run(path), qrels, metrics, args.relevance_level)
+        values = evaluate_per_query(read_run(path), qrels, metrics, args.relevance_level, args.ties)
         means[path] = {m: sum(v[m] for v in values.values()) / len(values) for m in metrics}
         if args.per_query:
             per_query[path] = values

@@ -45,8 +45,8 @@ def check_file(path: str | os.PathLike) -> Path:
 
 
 def _open_binary(path: Path):
-    # Sniff the magic bytes instead of trusting the suffix: some collections
-    # ship gzipped files without `.gz` and plain files with it.
+    # Check the magic bytes instead of the suffix, because a gzipped file may
+    # lack `.gz` and a decompressed one may keep it.
     with open(path, "rb") as handle:
         magic = handle.read(2)
     return gzip.open(path, "rb") if magic == _GZIP_MAGIC else open(path, "rb")

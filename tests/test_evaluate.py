@@ -97,6 +97,19 @@ def test_tied_scores_keep_run_order(order, expected):
     assert means["ndcg_cut_1"] == expected
 
 
+@pytest.mark.parametrize("order", [["a", "b"], ["b", "a"]])
+def test_trec_eval_ties_sort_by_docid(order):
+    # trec_eval puts tied hits in descending docid order, so "b" comes first.
+    run = Run({"1": [(docid, 1.0) for docid in order]})
+    means = evaluate_run(run, {"1": {"a": 0, "b": 1}}, metrics=["ndcg_cut_1"], ties="trec_eval")
+    assert means["ndcg_cut_1"] == 1.0
+
+
+def test_unknown_tie_rule_rejected():
+    with pytest.raises(ValueError, match="ties must be one of"):
+        evaluate_run(Run({"1": [("a", 1.0)]}), {"1": {"a": 1}}, ties="random")
+
+
 def test_string_qids_not_merged():
     run = Run({"0019": [("d", 1.0)], "19": [("x", 1.0)]})
     qrels = {"0019": {"d": 1}, "19": {"d": 1}}
@@ -207,6 +220,17 @@ def test_covid_bm25_reference():
     qrels = load_qrels(data_file("beir-trec-covid/qrels.beir-v1.0.0-trec-covid.test.txt"))
     means = evaluate_run(run, qrels, metrics=["ndcg_cut_10"])
     assert round(means["ndcg_cut_10"], 4) == 0.5947
+
+
+@pytest.mark.data
+def test_dl21_ties_rule_matters():
+    # In this run 58 hits tie with the hit above them. trec_eval computes nDCG@5 = 0.4494.
+    run = read_run(data_file("rankllm-retrieve-results/BM25/trec_results_dl21.txt"))
+    qrels = load_qrels(data_file("dl21-passage/qrels.dl21-passage.txt"))
+    in_run_order = evaluate_run(run, qrels, metrics=["ndcg_cut_5"])
+    as_trec_eval = evaluate_run(run, qrels, metrics=["ndcg_cut_5"], ties="trec_eval")
+    assert round(as_trec_eval["ndcg_cut_5"], 4) == 0.4494
+    assert round(in_run_order["ndcg_cut_5"], 4) == 0.4485
 
 
 # Open-domain QA -----------------------------------------------------------------------------
