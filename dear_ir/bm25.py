@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import time
 
 from tqdm import tqdm
 
 from dear_ir.index import open_searcher
+from dear_ir.java import JavaNotFoundError, running_java
 from dear_ir.runs import Hit, Run, write_metadata, write_run
 from dear_ir.topics import load_topics
 
@@ -74,7 +76,7 @@ def retrieve(
     return run
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dear_ir.bm25",
         description="Retrieve with BM25 from a Lucene index and write a TREC run.",
@@ -91,24 +93,29 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.hits < 1:
         parser.error(f"--hits must be at least 1, got {args.hits}")
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    topics = load_topics(args.topics)
-    run = retrieve(
-        args.index, topics, hits=args.hits, k1=args.k1, b=args.b,
-        threads=args.threads, remove_query=args.remove_query, name=args.tag,
-    )
+    try:
+        topics = load_topics(args.topics)
+        run = retrieve(
+            args.index, topics, hits=args.hits, k1=args.k1, b=args.b,
+            threads=args.threads, remove_query=args.remove_query, name=args.tag,
+        )
+    except (OSError, ValueError, KeyError, JavaNotFoundError) as error:
+        logger.error("%s", error)
+        return 1
 
     write_run(run, args.output, tag=args.tag)
     settings = {
         "index": args.index, "topics": args.topics, "hits": args.hits, "k1": args.k1, "b": args.b,
         "threads": args.threads, "remove_query": args.remove_query,
     }
-    from dear_ir.java import running_java
-
     write_metadata(args.output, settings, queries=len(run), java=running_java())
     logger.info("wrote %s (%d queries, %d hits)", args.output, len(run), run.num_hits())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

