@@ -4,13 +4,15 @@
 any corpus format that `dear_ir.corpus.iter_corpus` reads (JSONL, BEIR JSONL,
 TSV), writes it as Pyserini's JsonCollection (``{"id", "contents"}`` with the
 title and text joined into ``contents``), and indexes that with Anserini's
-IndexCollection. The settings are those of Pyserini's BEIR "flat" indexes: the
-default English analyzer (Porter stemmer, Lucene's English stopwords), with
+IndexCollection. The settings are those of Pyserini's BEIR "flat" indexes:
+Anserini's DefaultEnglishAnalyzer (Porter stemmer, stopwords removed), with
 positions, document vectors, contents and raw documents stored, so documents
 can be fetched back by docid.
 
 The index is built in a temporary folder beside the target and renamed into
-place at the end, so a crash or an interrupt leaves no half-built index.
+place at the end, so a crash or an interrupt never leaves a half-built index
+at the target. A killed process can leave that hidden ``.NAME.building-*``
+folder behind, which is safe to delete.
 """
 
 from __future__ import annotations
