@@ -58,8 +58,11 @@ class Document:
         return f"{self.title} {self.text}" if self.title else self.text
 
 
-def iter_corpus(path: str | os.PathLike) -> Iterator[Document]:
+def iter_corpus(path: str | os.PathLike, repair: bool = True) -> Iterator[Document]:
     """Yield the documents of a JSONL, TSV or RankGPT candidates JSON corpus file.
+
+    `repair` repairs mojibake. Turn it off to feed a model the text exactly as
+    published, for instance to reproduce numbers measured on the raw text.
 
     A record with ``contents`` yields it as the text with an empty title,
     because that field is what Pyserini indexes. Other records keep ``title``
@@ -68,18 +71,18 @@ def iter_corpus(path: str | os.PathLike) -> Iterator[Document]:
     """
     path = check_file(path)
     first = first_character(path)
+    counts = HygieneCounts(path, repair)
     if first == "[":
-        yield from _iter_candidates_json(path)
+        yield from _iter_candidates_json(path, counts)
     elif first == "{":
-        yield from _iter_jsonl(path)
+        yield from _iter_jsonl(path, counts)
     elif first:
-        yield from _iter_tsv(path)
+        yield from _iter_tsv(path, counts)
     else:
         logger.warning("%s: the corpus file is empty", path)
 
 
-def _iter_jsonl(path: Path) -> Iterator[Document]:
-    counts = HygieneCounts(path)
+def _iter_jsonl(path: Path, counts: HygieneCounts) -> Iterator[Document]:
     for line_number, line in read_lines(path):
         if not line.strip():
             continue
@@ -101,7 +104,15 @@ def _document_from_record(record, counts: HygieneCounts, where: str) -> Document
     id_key = next((key for key in _ID_KEYS if key in record), None)
     if id_key is None or record[id_key] is None:
         raise TextFileError(f"{where}: no docid; expected one of the keys {list(_ID_KEYS)}")
-    docid = str(record[id_key])
+    docid = str(record[id_key]).strip()
+    if not docid:
+        raise TextFileError(f"{where}: empty docid")
+
+    for key in ("title", *_TEXT_KEYS):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise TextFileError(
+                f"{where}: docid {docid!r}: {key!r} must be a string, found {type(record[key]).__name__}"
+            )
 
     if "contents" in record:
         return Document(docid, "", counts.clean(record["contents"]))
@@ -113,8 +124,7 @@ def _document_from_record(record, counts: HygieneCounts, where: str) -> Document
     return Document(docid, counts.clean(record.get("title")), counts.clean(record[text_key]))
 
 
-def _iter_tsv(path: Path) -> Iterator[Document]:
-    counts = HygieneCounts(path)
+def _iter_tsv(path: Path, counts: HygieneCounts) -> Iterator[Document]:
     columns: dict[str, int] | None = None
     for line_number, line in read_lines(path):
         if not line.strip():
@@ -172,9 +182,8 @@ def _header_columns(fields: list[str]) -> dict[str, int]:
     return columns
 
 
-def _iter_candidates_json(path: Path) -> Iterator[Document]:
+def _iter_candidates_json(path: Path, counts: HygieneCounts) -> Iterator[Document]:
     entries = _load_candidates_json(path)
-    counts = HygieneCounts(path)
     seen: set[str] = set()
     for entry_index, entry in enumerate(entries):
         for hit_index, hit in enumerate(entry.get("hits") or []):
@@ -188,6 +197,8 @@ def _iter_candidates_json(path: Path) -> Iterator[Document]:
             seen.add(docid)
             if "content" not in hit:
                 raise TextFileError(f"{where}: docid {docid!r} has no 'content'")
+            if hit["content"] is not None and not isinstance(hit["content"], str):
+                raise TextFileError(f"{where}: docid {docid!r}: 'content' must be a string")
             document = Document(docid, "", counts.clean(hit["content"]))
             if not document.text.strip():
                 counts.empty += 1
@@ -215,12 +226,12 @@ class CorpusFile:
     A docid that repeats keeps its first text, with one warning per file.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, repair: bool = True):
         self.path = Path(path)
         self.name = str(self.path)
         self._documents: dict[str, Document] = {}
         duplicates = 0
-        for document in iter_corpus(self.path):
+        for document in iter_corpus(self.path, repair):
             if document.docid in self._documents:
                 duplicates += 1
                 continue
@@ -251,7 +262,7 @@ class LuceneDocuments:
     ``--storeRaw`` or ``--storeContents`` does.
     """
 
-    def __init__(self, index: str | os.PathLike):
+    def __init__(self, index: str | os.PathLike, repair: bool = True):
         index = str(index)
         is_folder = Path(index).is_dir()
         if not is_folder and (os.sep in index or Path(index).exists()):
@@ -279,14 +290,17 @@ class LuceneDocuments:
             if self.searcher is None:
                 raise ValueError(f"{index!r} is neither an index folder nor a Pyserini prebuilt index name")
         self.name = index
+        self.repair = repair
         self.repaired = 0
 
     def document(self, docid: str) -> Document | None:
-        """Return the stored document, mojibake repaired, or None when the index lacks the docid."""
+        """Return the stored document (mojibake repaired unless turned off), or None when the index lacks the docid."""
         stored = self.searcher.doc(docid)
         if stored is None:
             return None
         document = self._parse_stored(docid, stored)
+        if not self.repair:
+            return document
         repaired = Document(docid, repair_mojibake(document.title), repair_mojibake(document.text))
         if repaired != document:
             self.repaired += 1
@@ -316,12 +330,19 @@ class LuceneDocuments:
         return Document(docid, "", stored.contents() or "")
 
 
-def open_source(index: str | os.PathLike | None = None, corpus: str | os.PathLike | None = None):
-    """Return the `DocumentSource` for a Lucene index or a corpus file; exactly one must be given."""
+def open_source(
+    index: str | os.PathLike | None = None,
+    corpus: str | os.PathLike | None = None,
+    repair: bool = True,
+):
+    """Return the `DocumentSource` for a Lucene index or a corpus file; exactly one must be given.
+
+    `repair` repairs mojibake in the texts returned.
+    """
     if (index is None) == (corpus is None):
         raise ValueError(
             "pass exactly one document source: a Lucene index (--index) or a corpus file (--corpus)"
         )
     if corpus is not None:
-        return CorpusFile(corpus)
-    return LuceneDocuments(index)
+        return CorpusFile(corpus, repair)
+    return LuceneDocuments(index, repair)

@@ -160,13 +160,16 @@ class HygieneCounts:
     """Counts of repaired and empty texts for one input file, logged once at its end."""
 
     path: Path
+    repair: bool = True
     mojibake: int = 0
     empty: int = 0
 
     def clean(self, text: str | None) -> str:
-        """Return the text with mojibake repaired (None becomes ""), counting repairs."""
+        """Return the text with mojibake repaired when `repair` is set (None becomes ""), counting repairs."""
         if text is None:
             return ""
+        if not self.repair:
+            return text
         repaired = repair_mojibake(text)
         if repaired != text:
             self.mojibake += 1

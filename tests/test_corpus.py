@@ -147,6 +147,18 @@ def test_jsonl_without_text_names_docid(tmp_path):
         list(iter_corpus(path))
 
 
+def test_jsonl_non_string_text_names_docid(tmp_path):
+    path = write_jsonl(tmp_path / "corpus.jsonl", [{"id": "7", "contents": ["a", "list"]}])
+    with pytest.raises(TextFileError, match=r"corpus\.jsonl:1: docid '7': 'contents' must be a string"):
+        list(iter_corpus(path))
+
+
+def test_jsonl_empty_docid_names_line(tmp_path):
+    path = write_jsonl(tmp_path / "corpus.jsonl", [{"id": " ", "contents": "a"}])
+    with pytest.raises(TextFileError, match=r"corpus\.jsonl:1: empty docid"):
+        list(iter_corpus(path))
+
+
 def test_tsv_without_tab_names_line(tmp_path):
     path = write(tmp_path / "collection.tsv", "1\tfine\n2 no tab here\n")
     with pytest.raises(TextFileError, match=r"collection\.tsv:2: expected 'docid<TAB>text'"):
@@ -206,6 +218,12 @@ def test_mojibake_repaired_and_counted(tmp_path, caplog):
     # Correct text, curly quotes included, is left alone.
     assert documents[2].text == records[2]["contents"]
     assert "repaired mojibake in 3 documents" in caplog.text
+
+
+def test_mojibake_kept_when_repair_off(tmp_path):
+    path = write_jsonl(tmp_path / "corpus.jsonl", [{"id": "1", "contents": "caf\u00c3\u00a9"}])
+    assert [document.text for document in iter_corpus(path, repair=False)] == ["caf\u00c3\u00a9"]
+    assert CorpusFile(path, repair=False).text("1") == "caf\u00c3\u00a9"
 
 
 def test_empty_passages_allowed_and_counted(tmp_path, caplog):
@@ -342,6 +360,7 @@ def test_lucene_documents_from_local_index(tmp_path):
     assert source.text("-5") == "negative docid"
     assert source.text("7") is None
     assert source.repaired == 1
+    assert LuceneDocuments(index, repair=False).text("0007") == "caf\u00c3\u00a9 au lait"
 
 
 def test_lucene_missing_index_path(tmp_path):
