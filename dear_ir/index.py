@@ -66,6 +66,7 @@ def build_index(
     index: str | os.PathLike,
     threads: int | None = None,
     overwrite: bool = False,
+    repair_mojibake: bool = False,
 ) -> IndexStats:
     """Index a corpus file into a new Lucene index folder at `index`.
 
@@ -73,6 +74,10 @@ def build_index(
     documents are skipped by Anserini and counted. An existing, non-empty
     `index` raises FileExistsError unless `overwrite` is set. Malformed input
     raises `dear_ir.textfile.TextFileError` naming the file and line.
+
+    Text is indexed as published, mojibake included, as Pyserini's prebuilt
+    indexes are, unless `repair_mojibake` is set. Invalid UTF-8 bytes always
+    become U+FFFD, counted and logged by the corpus reader.
     """
     corpus = Path(corpus)
     index = Path(index)
@@ -84,7 +89,7 @@ def build_index(
     work = Path(tempfile.mkdtemp(prefix=f".{index.name}.building-", dir=index.parent))
     try:
         collection = work / "collection"
-        documents, duplicates, empty = write_json_collection(corpus, collection)
+        documents, duplicates, empty = write_json_collection(corpus, collection, repair_mojibake)
         if documents == 0:
             raise IndexingError(f"{corpus}: no documents to index")
 
@@ -120,7 +125,7 @@ def _check_target(index: Path, overwrite: bool) -> None:
         )
 
 
-def write_json_collection(corpus: Path, folder: Path) -> tuple[int, int, int]:
+def write_json_collection(corpus: Path, folder: Path, repair_mojibake: bool = False) -> tuple[int, int, int]:
     """Write the corpus as a Pyserini JsonCollection into `folder`.
 
     Returns the number of documents written, of repeated docids dropped and of
@@ -132,7 +137,7 @@ def write_json_collection(corpus: Path, folder: Path) -> tuple[int, int, int]:
     duplicates = empty = 0
     output = None
     try:
-        for document in iter_corpus(corpus):
+        for document in iter_corpus(corpus, repair=repair_mojibake):
             if document.docid in seen:
                 duplicates += 1
                 if duplicates == 1:
@@ -249,13 +254,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", required=True, help="index folder to create")
     parser.add_argument("--threads", type=int, default=None, help="indexing threads (default: the number of CPUs)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
+    parser.add_argument(
+        "--repair-mojibake", action="store_true",
+        help="repair mojibake (UTF-8 once decoded as Latin-1) before indexing; off by default, "
+        "because Pyserini's published indexes keep the text as published",
+    )
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        build_index(args.corpus, args.index, threads=args.threads, overwrite=args.overwrite)
+        build_index(
+            args.corpus, args.index, threads=args.threads, overwrite=args.overwrite,
+            repair_mojibake=args.repair_mojibake,
+        )
     except (OSError, ValueError, IndexingError, JavaNotFoundError) as error:
         logger.error("%s", error)
         return 1

@@ -102,6 +102,21 @@ def test_collection_invalid_utf8_repaired(tmp_path, caplog):
     assert "replaced 1 invalid UTF-8 byte sequences" in caplog.text
 
 
+def test_collection_keeps_mojibake_by_default(tmp_path):
+    corpus = tmp_path / "corpus.tsv"
+    corpus.write_text("a\tcaf\u00c3\u00a9 au lait\n", encoding="utf-8")
+    write_json_collection(corpus, tmp_path / "kept")
+    assert read_collection(tmp_path / "kept")[0]["contents"] == "caf\u00c3\u00a9 au lait"
+
+
+def test_collection_repairs_mojibake_on_request(tmp_path):
+    pytest.importorskip("ftfy")
+    corpus = tmp_path / "corpus.tsv"
+    corpus.write_text("a\tcaf\u00c3\u00a9 au lait\n", encoding="utf-8")
+    write_json_collection(corpus, tmp_path / "repaired", repair_mojibake=True)
+    assert read_collection(tmp_path / "repaired")[0]["contents"] == "caf\u00e9 au lait"
+
+
 def test_collection_split_into_files(tmp_path, monkeypatch):
     monkeypatch.setattr(index_module, "DOCUMENTS_PER_FILE", 2)
     corpus = tmp_path / "corpus.tsv"
