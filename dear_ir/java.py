@@ -97,8 +97,11 @@ def start_jvm() -> None:
 
     # pyjnius 1.9 loads libjvm from JAVA_HOME when set, else from JDK_HOME, JRE_HOME or PATH.
     os.environ["JAVA_HOME"] = str(runtime.home)
-    jnius_config.set_classpath(str(jar))
-    options = jvm_options(runtime)
+    jnius_config.add_classpath(str(jar))
+    # Options set earlier through jnius_config (such as -Xmx) are kept, except a
+    # vector-module request that this runtime could not satisfy.
+    kept = [option for option in jnius_config.get_options() if VECTOR_MODULE not in option]
+    options = kept + jvm_options(runtime)
     jnius_config.set_options(*options)
     logger.info("starting %s with %s %s", runtime.describe(), jar.name, " ".join(options))
 

