@@ -170,7 +170,8 @@ def is_bi_encoder(scorer) -> bool:
     if BiEncoderScorer is not None and isinstance(scorer, BiEncoderScorer):
         return True
     settings = getattr(scorer, "settings", {}) or {}
-    return str(settings.get("kind", "")).replace("_", "-") == "bi-encoder"
+    kind = settings.get("scorer") or settings.get("kind") or ""
+    return str(kind).replace("_", "-") == "bi-encoder"
 
 
 # ---------------------------------------------------------------------------
