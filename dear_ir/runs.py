@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 
@@ -75,9 +77,11 @@ def _as_hit(hit) -> Hit:
 def strictly_decreasing(scores: list[float]) -> list[float]:
     """Return scores in the given rank order, nudged so that each is below the last.
 
-    A score that ties or exceeds its predecessor becomes the next float below
-    the predecessor (`math.nextafter`), so the order of the list is kept and the
-    change is as small as floating point allows. Non-finite scores become finite.
+    trec_eval (and pytrec_eval) hold scores as 32-bit floats and break ties by
+    docid, so a score that is not below its predecessor by at least one 32-bit
+    step becomes the next 32-bit float below the predecessor. The order of the
+    list is kept and the change is as small as that precision allows.
+    Non-finite scores become finite.
     """
     fixed: list[float] = []
     for score in scores:
@@ -85,10 +89,14 @@ def strictly_decreasing(scores: list[float]) -> list[float]:
             score = fixed[-1] if fixed else 0.0
         if score == -math.inf:
             score = -1e30
-        if fixed and score >= fixed[-1]:
-            score = math.nextafter(fixed[-1], -math.inf)
+        if fixed and _float32(score) >= _float32(fixed[-1]):
+            score = float(np.nextafter(_float32(fixed[-1]), np.float32(-np.inf)))
         fixed.append(score)
     return fixed
+
+
+def _float32(value: float) -> "np.float32":
+    return np.float32(value)
 
 
 def rerank(run: Run, qid_scores: dict[str, dict[str, float]], name: str | None = None) -> Run:
@@ -241,3 +249,72 @@ def _module_name() -> str:
 
     spec = getattr(__main__, "__spec__", None)
     return spec.name if spec is not None else str(getattr(__main__, "__file__", "python"))
+
+
+class PartialRun:
+    """Queries finished so far by a long stage, kept in `OUTPUT.partial.jsonl` to resume after a crash.
+
+    The first line records the stage's settings; each further line is one
+    finished query, appended and flushed as soon as it is done. A restart with
+    the same settings skips the finished qids; with other settings it raises,
+    because mixing two configurations in one run would go unnoticed. A torn last
+    line (a crash mid-write) is dropped with a warning.
+    """
+
+    def __init__(self, output: str | os.PathLike, settings: dict):
+        import json
+
+        self.path = Path(f"{output}.partial.jsonl")
+        self.settings = json.loads(json.dumps(settings, default=str))
+        self.finished: dict[str, list[Hit]] = {}
+        if self.path.is_file():
+            self._load()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps({"settings": self.settings}) + "\n")
+
+    def _load(self) -> None:
+        import json
+
+        with open(self.path, encoding="utf-8") as handle:
+            lines = handle.read().split("\n")
+        header = json.loads(lines[0])
+        if header.get("settings") != self.settings:
+            raise ValueError(
+                f"{self.path} was written with other settings ({header.get('settings')}); "
+                f"delete it to start over, or rerun with the same settings to resume"
+            )
+        torn = 0
+        for line_number, line in enumerate(lines[1:], start=2):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                torn += 1
+                logger.warning("%s:%d: incomplete line dropped; that query will be redone", self.path, line_number)
+                continue
+            self.finished[str(record["qid"])] = [Hit(str(d), float(s)) for d, s in record["hits"]]
+        if torn:
+            # Rewrite without the torn line so that appends start on a clean line.
+            atomic_write_lines(self.path, [json.dumps({"settings": self.settings}) + "\n"] + [
+                json.dumps({"qid": qid, "hits": [[h.docid, h.score] for h in hits]}) + "\n"
+                for qid, hits in self.finished.items()
+            ])
+        logger.info("resuming from %s: %d queries already done", self.path, len(self.finished))
+
+    def __contains__(self, qid: object) -> bool:
+        return qid in self.finished
+
+    def add(self, qid: str, hits: list[Hit]) -> None:
+        import json
+
+        self.finished[qid] = hits
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"qid": qid, "hits": [[h.docid, h.score] for h in hits]}) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,215 @@
+"""`python -m dear_ir.rerank`: rerank a TREC run with DeAR-P, DeAR-L or both.
+
+    python -m dear_ir.rerank --stage pointwise --model minilm \\
+        --input runs/bm25.trec --output runs/dear-p.trec --topics topics.tsv --corpus corpus.jsonl
+
+Stages:
+  pointwise  DeAR-P: score every (query, passage) pair of the head (--top-k)
+  listwise   DeAR-L: rerank the head (--rank-end) with sliding windows of a chat LLM
+  dear       pointwise over all candidates, then listwise over the head
+
+Queries are processed in chunks and each finished query is appended to
+`OUTPUT.partial.jsonl`, so an interrupted run resumes where it stopped. The run
+file itself is written atomically once every query is done, with
+`OUTPUT.meta.json` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from dear_ir.candidates import Candidates, build_candidates, to_run
+from dear_ir.runs import PartialRun, Run, read_run, write_metadata, write_run
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("pointwise", "listwise", "dear")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dear_ir.rerank",
+        description="Rerank a TREC run with DeAR's pointwise (DeAR-P) and listwise (DeAR-L) stages.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    io = parser.add_argument_group("input and output")
+    io.add_argument("--input", required=True, help="TREC run to rerank")
+    io.add_argument("--output", required=True, help="TREC run to write (atomically)")
+    io.add_argument("--stage", choices=STAGES, default="pointwise", help="which stage(s) to run")
+    io.add_argument("--topics", help="topics: a Pyserini name, TSV (.gz), TREC, JSONL or candidates JSON; "
+                                     "defaults to --corpus when that is a candidates JSON")
+    source = io.add_mutually_exclusive_group(required=True)
+    source.add_argument("--index", help="Lucene index folder or Pyserini prebuilt index name for passage text")
+    source.add_argument("--corpus", help="corpus file for passage text: JSONL, BEIR JSONL, TSV or candidates JSON")
+    io.add_argument("--skip-missing", action="store_true",
+                    help="drop hits whose docid is not in the corpus instead of stopping (counted in the log)")
+    io.add_argument("--hits", type=int, default=None, help="read at most this many hits per query from --input")
+    io.add_argument("--tag", default=None, help="run tag in the last column (default: the output name)")
+
+    model = parser.add_argument_group("models and hardware")
+    model.add_argument("--model", help="model of the chosen stage: hub id, folder, PEFT adapter, .gguf file "
+                                       "or alias (minilm, smollm2, dear-p-8b, dear-l-8b, ...)")
+    model.add_argument("--pointwise-model", help="DeAR-P model for --stage dear")
+    model.add_argument("--listwise-model", help="DeAR-L model for --stage dear")
+    model.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    model.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                       help="weight dtype (default: as stored)")
+    model.add_argument("--attn-implementation", default=None, choices=["eager", "sdpa"],
+                       help="attention kernel (default: the transformers default)")
+
+    pointwise = parser.add_argument_group("pointwise stage (DeAR-P)")
+    pointwise.add_argument("--scorer", choices=["cross-encoder", "bi-encoder"], default=None,
+                           help="scoring architecture (default: bi-encoder for sentence-transformers folders)")
+    pointwise.add_argument("--padding", choices=["compact", "fixed"], default="compact",
+                           help="DeAR convention read-out: compact (exact, fewer tokens) or fixed 228-token padding")
+    pointwise.add_argument("--top-k", type=int, default=None,
+                           help="rerank the first K passages of each query; the rest keep their input order below")
+    pointwise.add_argument("--batch-size", type=int, default=64, help="maximum pairs per forward pass")
+    pointwise.add_argument("--max-batch-tokens", type=int, default=16384,
+                           help="maximum padded tokens per forward pass")
+
+    listwise = parser.add_argument_group("listwise stage (DeAR-L)")
+    listwise.add_argument("--window", type=int, default=20, help="passages per window")
+    listwise.add_argument("--step", type=int, default=10, help="passages the window moves up each time")
+    listwise.add_argument("--rank-end", type=int, default=None,
+                          help="rerank the first N passages (default: 100 for listwise, 30 for dear)")
+    listwise.add_argument("--max-words", type=int, default=300, help="words kept of each passage in the prompt")
+    listwise.add_argument("--max-new-tokens", type=int, default=1024, help="tokens generated per window at most")
+    listwise.add_argument("--sample", action="store_true",
+                          help="sample instead of greedy decoding (DeAR's reference samples)")
+    listwise.add_argument("--temperature", type=float, default=0.5, help="sampling temperature with --sample")
+    listwise.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass with --sample")
+    listwise.add_argument("--seed", type=int, default=0, help="sampling seed")
+    listwise.add_argument("--first-token", action="store_true",
+                          help="rank each window from the first generated token's logits (one forward pass)")
+    listwise.add_argument("--reasoning-output", default=None,
+                          help="JSONL sidecar with each window's answer and reasoning")
+
+    parser.add_argument("--chunk-queries", type=int, default=32,
+                        help="queries scored together before their results are saved for resuming")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--log-level", default="INFO", help="logging level")
+    return parser
+
+
+def load_candidates(args) -> list[Candidates]:
+    """Read the input run, its topics and the passage texts into candidates."""
+    from dear_ir.corpus import open_source
+    from dear_ir.topics import load_topics
+
+    run = read_run(args.input, max_hits=args.hits)
+    topics_spec = args.topics or args.corpus
+    if topics_spec is None:
+        raise SystemExit("error: --topics is required when passage text comes from --index")
+    topics = load_topics(topics_spec)
+    source = open_source(index=args.index, corpus=args.corpus)
+    candidates = build_candidates(run, topics, source, skip_missing=args.skip_missing)
+
+    empty = [query.qid for query in candidates if not query.passages]
+    if empty:
+        logger.warning("%d queries have no candidates and are left out of the output, e.g. %s", len(empty), empty[:5])
+    logger.info("read %d queries, %d passages from %s", len(candidates), run.num_hits(), args.input)
+    return [query for query in candidates if query.passages]
+
+
+def load_pointwise(args, model: str):
+    from dear_ir.pointwise import load_scorer
+
+    return load_scorer(
+        model, scorer=args.scorer, padding=args.padding, dtype=args.dtype, device=args.device,
+        batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens,
+        attn_implementation=args.attn_implementation, show_progress=not args.no_progress,
+    )
+
+
+def load_listwise(args, model: str, rank_end: int):
+    from dear_ir.listwise.rerank import ListwiseReranker
+    from dear_ir.models import load_causal_lm
+
+    causal_lm, tokenizer = load_causal_lm(model, dtype=args.dtype, attn_implementation=args.attn_implementation)
+    causal_lm.to(args.device)
+    return ListwiseReranker(
+        causal_lm, tokenizer, window=args.window, step=args.step, rank_end=rank_end,
+        max_words=args.max_words, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
+        temperature=args.temperature, top_p=args.top_p, seed=args.seed, first_token=args.first_token,
+    )
+
+
+def stage_models(args) -> tuple[str | None, str | None]:
+    """Return the (pointwise, listwise) models that the chosen stage needs."""
+    if args.stage == "pointwise":
+        models = (args.model or args.pointwise_model, None)
+    elif args.stage == "listwise":
+        models = (None, args.model or args.listwise_model)
+    else:
+        models = (args.pointwise_model, args.listwise_model)
+    needed = {"pointwise": [0], "listwise": [1], "dear": [0, 1]}[args.stage]
+    flags = ["--model or --pointwise-model", "--model or --listwise-model"]
+    if args.stage == "dear":
+        flags = ["--pointwise-model", "--listwise-model"]
+    for position in needed:
+        if not models[position]:
+            raise SystemExit(f"error: --stage {args.stage} needs {flags[position]}")
+    return models
+
+
+def rerank_candidates(args, candidates: list[Candidates], partial: PartialRun) -> Run:
+    """Run the chosen stages chunk by chunk, saving each finished query to `partial`."""
+    from dear_ir.pointwise import rerank_pointwise
+
+    pointwise_model, listwise_model = stage_models(args)
+    rank_end = args.rank_end or (30 if args.stage == "dear" else 100)
+    todo = [query for query in candidates if query.qid not in partial]
+    if len(todo) < len(candidates):
+        logger.info("%d of %d queries already done in %s", len(candidates) - len(todo), len(candidates), partial.path)
+
+    scorer = load_pointwise(args, pointwise_model) if pointwise_model and todo else None
+    listwise = load_listwise(args, listwise_model, rank_end) if listwise_model and todo else None
+
+    for first in range(0, len(todo), args.chunk_queries):
+        chunk = todo[first : first + args.chunk_queries]
+        if scorer is not None:
+            chunk = rerank_pointwise(chunk, scorer, top_k=args.top_k)
+        if listwise is not None:
+            chunk = [listwise.rerank(query) for query in chunk]
+        for query in chunk:
+            partial.add(query.qid, to_run([query], "chunk")[query.qid])
+
+    if listwise is not None:
+        logger.info("%s: %s", listwise, listwise.stats.summary())
+        if args.reasoning_output:
+            listwise.write_sidecar(args.reasoning_output)
+
+    run = Run(name=Path(args.output).name)
+    for query in candidates:
+        run[query.qid] = partial.finished[query.qid]
+    return run
+
+
+def run_settings(args) -> dict:
+    settings = {key: value for key, value in vars(args).items() if key not in ("no_progress", "log_level", "output")}
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stage_models(args)
+
+    candidates = load_candidates(args)
+    settings = run_settings(args)
+    partial = PartialRun(args.output, settings)
+    run = rerank_candidates(args, candidates, partial)
+
+    write_run(run, args.output, tag=args.tag or Path(args.output).stem)
+    write_metadata(args.output, settings)
+    partial.remove()
+    logger.info("wrote %s: %d queries, %d hits", args.output, len(run), run.num_hits())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
