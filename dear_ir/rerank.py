@@ -195,14 +195,22 @@ def run_settings(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dear_ir.java import JavaNotFoundError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stage_models(args)
 
-    candidates = load_candidates(args)
-    settings = run_settings(args)
-    partial = PartialRun(args.output, settings)
-    run = rerank_candidates(args, candidates, partial)
+    # Input problems end the command with one line naming the file, line, qid or
+    # docid; nothing is written to --output. --log-level DEBUG shows the traceback.
+    try:
+        candidates = load_candidates(args)
+        settings = run_settings(args)
+        partial = PartialRun(args.output, settings)
+        run = rerank_candidates(args, candidates, partial)
+    except (OSError, ValueError, KeyError, JavaNotFoundError) as error:
+        logger.error("%s", error, exc_info=logger.isEnabledFor(logging.DEBUG))
+        return 1
 
     write_run(run, args.output, tag=args.tag or Path(args.output).stem)
     write_metadata(args.output, settings)
