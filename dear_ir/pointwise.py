@@ -374,21 +374,38 @@ class BiEncoderScorer:
         return f"BiEncoder({self.name})"
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        from tqdm.auto import tqdm
+
         if not pairs:
             return np.zeros(0, dtype=np.float32)
         started = time.perf_counter()
+
+        # Each distinct text is embedded once: a passage retrieved for several
+        # queries, or a query with many passages, costs one forward pass.
         queries = sorted({query for query, _ in pairs})
-        query_embeddings = self.model.encode(queries, batch_size=self.batch_size, normalize_embeddings=True,
-                                             convert_to_numpy=True, show_progress_bar=False)
-        passage_embeddings = self.model.encode([text for _, text in pairs], batch_size=self.batch_size,
-                                               normalize_embeddings=True, convert_to_numpy=True,
-                                               show_progress_bar=self.show_progress)
-        row = {query: i for i, query in enumerate(queries)}
-        query_matrix = query_embeddings[[row[query] for query, _ in pairs]]
-        cosines = np.sum(query_matrix * passage_embeddings, axis=1)
+        texts = sorted({text for _, text in pairs}, key=len)
+        query_embeddings = self._encode(queries)
+        text_embeddings = np.zeros((len(texts), query_embeddings.shape[1]), dtype=np.float32)
+        with tqdm(total=len(texts), unit="passage", desc=f"embedding {self.name}",
+                  disable=not self.show_progress) as progress:
+            for first in range(0, len(texts), self.batch_size):
+                text_embeddings[first : first + self.batch_size] = self._encode(texts[first : first + self.batch_size])
+                progress.update(min(self.batch_size, len(texts) - first))
+
+        query_row = {query: i for i, query in enumerate(queries)}
+        text_row = {text: i for i, text in enumerate(texts)}
+        query_matrix = query_embeddings[[query_row[query] for query, _ in pairs]]
+        text_matrix = text_embeddings[[text_row[text] for _, text in pairs]]
+        cosines = np.sum(query_matrix * text_matrix, axis=1)
+
         elapsed = time.perf_counter() - started
-        logger.info("%s scored %d pairs in %.1f s: %.1f pairs/s", self, len(pairs), elapsed, len(pairs) / max(elapsed, 1e-9))
+        logger.info("%s scored %d pairs (%d distinct passages) in %.1f s: %.1f pairs/s",
+                    self, len(pairs), len(texts), elapsed, len(pairs) / max(elapsed, 1e-9))
         return (cosines * self.scale).astype(np.float32)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
