@@ -11,6 +11,7 @@ import torch
 
 from dear_ir.candidates import Candidates, Passage
 from dear_ir.listwise.first_token import identifier_token_ids
+from dear_ir.listwise.prompt import build_messages, render_prompt
 from dear_ir.listwise.rerank import ListwiseReranker
 
 transformers = pytest.importorskip("transformers")
@@ -35,10 +36,15 @@ PASSAGE_TURN = re.compile(r"<\|im_start\|>user\n\[(\d+)\] (.*?)<\|im_end\|>", re
 GRADE = re.compile(r"grade (\d+)")
 
 
-def prompt_passages(tokenizer, input_ids):
-    """Return the passage texts that a rendered prompt lists, in identifier order."""
-    text = tokenizer.decode(input_ids[0].tolist())
-    return [passage for _, passage in PASSAGE_TURN.findall(text)]
+def prompt_passages(tokenizer, input_ids, attention_mask=None):
+    """Return the passage texts that each rendered prompt of a batch lists, in identifier order."""
+    batch = []
+    for row, ids in enumerate(input_ids.tolist()):
+        if attention_mask is not None:
+            ids = [token for token, keep in zip(ids, attention_mask[row].tolist()) if keep]
+        text = tokenizer.decode(ids)
+        batch.append([passage for _, passage in PASSAGE_TURN.findall(text)])
+    return batch
 
 
 def by_grade(passages):
@@ -53,6 +59,8 @@ class ScriptedModel:
 
     `answer` maps the window's passage texts to the answer text for `generate`;
     `logits` maps them to one logit per identifier for the forward call.
+    `prompts` collects the passages of every window, and `calls` the batch
+    size of every model call.
     """
 
     device = torch.device("cpu")
@@ -64,25 +72,33 @@ class ScriptedModel:
         self.generation_config = SimpleNamespace(eos_token_id=tokenizer.eos_token_id)
         self.config = SimpleNamespace(max_position_embeddings=1_000_000)
         self.prompts = []
+        self.calls = []
 
     def eval(self):
         return self
 
     def generate(self, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, **options):
-        passages = prompt_passages(self.tokenizer, input_ids)
-        self.prompts.append(passages)
-        answer_ids = self.tokenizer(self.answer(passages), add_special_tokens=False)["input_ids"]
-        answer_ids = (answer_ids + [eos_token_id[0]])[:max_new_tokens]
-        return torch.cat([input_ids, torch.tensor([answer_ids])], dim=1)
+        batch = prompt_passages(self.tokenizer, input_ids, attention_mask)
+        self.prompts.extend(batch)
+        self.calls.append(len(batch))
+        answers = []
+        for passages in batch:
+            answer_ids = self.tokenizer(self.answer(passages), add_special_tokens=False)["input_ids"]
+            answers.append((answer_ids + [eos_token_id[0]])[:max_new_tokens])
+        width = max(len(answer) for answer in answers)
+        padded = [answer + [pad_token_id] * (width - len(answer)) for answer in answers]
+        return torch.cat([input_ids, torch.tensor(padded, dtype=torch.long)], dim=1)
 
-    def __call__(self, input_ids, logits_to_keep=0):
-        # The prompt ends with the answer's "[" that the reranker appends.
-        passages = prompt_passages(self.tokenizer, input_ids[:, :-1])
-        self.prompts.append(passages)
-        vocabulary = torch.full((len(self.tokenizer),), -100.0)
-        identifier_ids = identifier_token_ids(self.tokenizer, len(passages))
-        vocabulary[identifier_ids] = torch.tensor(self.logits(passages), dtype=torch.float)
-        return SimpleNamespace(logits=vocabulary.view(1, 1, -1))
+    def __call__(self, input_ids, attention_mask, position_ids, logits_to_keep=0):
+        # Each prompt ends with the answer's "[" that the reranker appends.
+        batch = prompt_passages(self.tokenizer, input_ids[:, :-1], attention_mask[:, :-1])
+        self.prompts.extend(batch)
+        self.calls.append(len(batch))
+        vocabulary = torch.full((len(batch), 1, len(self.tokenizer)), -100.0)
+        for row, passages in enumerate(batch):
+            identifier_ids = identifier_token_ids(self.tokenizer, len(passages))
+            vocabulary[row, 0, identifier_ids] = torch.tensor(self.logits(passages), dtype=torch.float)
+        return SimpleNamespace(logits=vocabulary)
 
 
 def make_candidates(grades, qid="q1"):
@@ -283,3 +299,96 @@ def test_tiny_llama_first_token(tokenizer, tiny_llama):
     assert reranker.stats.forward_passes == 2
     assert len(reranker.records[1]["logits"]) == 5
     assert_strictly_decreasing(reranked)
+
+
+def test_batch_matches_single_queries(tokenizer):
+    grades = [[0] * 99 + [1], [0] * 24 + [2], [1, 0, 3, 0, 0, 2, 0], [5], [0] * 29 + [4]]
+    queries = [make_candidates(query_grades, qid=f"q{i}") for i, query_grades in enumerate(grades)]
+
+    single = [ListwiseReranker(ScriptedModel(tokenizer), tokenizer).rerank(query) for query in queries]
+    model = ScriptedModel(tokenizer)
+    reranker = ListwiseReranker(model, tokenizer, batch_size=3)
+    batched = reranker.rerank_all(queries, progress=False)
+
+    assert [docids(query) for query in batched] == [docids(query) for query in single]
+    assert [[p.score for p in query.passages] for query in batched] == [[p.score for p in query.passages] for query in single]
+    # Windows per query: 9, 2, 1, 0 and 2. q3 and q4 take the place of q2 after its one
+    # window, and q0 runs alone once q1 and q4 are done.
+    assert model.calls == [3, 3, 2, 1, 1, 1, 1, 1, 1]
+    assert reranker.stats.windows == 14
+    assert reranker.stats.queries == 5
+    assert reranker.stats.per_query["q3"]["windows"] == 0
+    assert [record["batch"] for record in reranker.records if record["qid"] == "q0"] == [3, 3, 2, 1, 1, 1, 1, 1, 1]
+    assert [query.qid for query in batched] == ["q0", "q1", "q2", "q3", "q4"]
+
+
+def test_first_token_batched(tokenizer):
+    def logits(passages):
+        return [float(GRADE.search(passage).group(1)) for passage in passages]
+
+    queries = [make_candidates([0, 0, 1, 0, 2], qid="a"), make_candidates([3, 0, 0, 0, 0, 0, 0, 9], qid="b")]
+    model = ScriptedModel(tokenizer, logits=logits)
+    reranker = ListwiseReranker(model, tokenizer, window=6, step=3, first_token=True, batch_size=2)
+    reranked = reranker.rerank_batch(queries)
+
+    assert docids(reranked[0]) == ["d4", "d2", "d0", "d1", "d3"]
+    assert docids(reranked[1])[:2] == ["d7", "d0"]
+    # Query a has the window [0, 5), and query b has [2, 8) then [0, 6).
+    assert model.calls == [2, 1]
+
+
+def test_sidecar_append(tokenizer, tmp_path):
+    model = ScriptedModel(tokenizer)
+    reranker = ListwiseReranker(model, tokenizer)
+    path = tmp_path / "reasoning.jsonl"
+
+    reranker.rerank(make_candidates([0, 1], qid="q1"))
+    reranker.write_sidecar(path, append=True)
+    reranker.rerank(make_candidates([0, 1], qid="q2"))
+    reranker.write_sidecar(path, append=True)
+    reranker.write_sidecar(path, append=True)
+
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [row["qid"] for row in rows] == ["q1", "q2"]
+
+
+def test_rerank_prompt_too_long(tokenizer):
+    model = ScriptedModel(tokenizer)
+    model.config.max_position_embeddings = 100
+    with pytest.raises(ValueError, match=r"qid q1 window 0 \[0, 3\).*100 positions"):
+        ListwiseReranker(model, tokenizer).rerank(make_candidates([0, 1, 2]))
+
+
+def test_rerank_caps_new_tokens(tokenizer, caplog):
+    model = ScriptedModel(tokenizer)
+    prompt_tokens = len(render_prompt(tokenizer, build_messages("which passage is best", [
+        f"passage d{i} grade {grade}" for i, grade in enumerate([0, 1, 2])
+    ])).input_ids)
+    model.config.max_position_embeddings = prompt_tokens + 3
+    reranker = ListwiseReranker(model, tokenizer, max_new_tokens=1024)
+    reranker.rerank(make_candidates([0, 1, 2]))
+
+    assert reranker.records[0]["new_tokens"] == 3
+    assert "leave room for 3 of the 1024 new tokens" in caplog.text
+
+
+def test_tiny_llama_batched_generation(tokenizer, tiny_llama):
+    reranker = ListwiseReranker(tiny_llama, tokenizer, max_new_tokens=6, batch_size=2)
+    reranked = reranker.rerank_batch([make_candidates([0] * 4, qid="a"), make_candidates([0] * 7, qid="b")])
+    assert sorted(docids(reranked[1])) == [f"d{i}" for i in range(7)]
+    assert [record["batch"] for record in reranker.records] == [2, 2]
+    assert all(0 < record["new_tokens"] <= 6 for record in reranker.records)
+
+
+def test_tiny_llama_first_token_padding(tokenizer, tiny_llama):
+    short, long = make_candidates([0] * 3, qid="a"), make_candidates([0] * 5, qid="b")
+    single = ListwiseReranker(tiny_llama, tokenizer, window=5, step=2, first_token=True)
+    single.rerank(short)
+    single.rerank(long)
+    batched = ListwiseReranker(tiny_llama, tokenizer, window=5, step=2, first_token=True, batch_size=2)
+    batched.rerank_batch([short, long])
+
+    # Left padding with matching position ids leaves the logits as without padding.
+    for alone, together in zip(single.records, batched.records):
+        assert together["qid"] == alone["qid"]
+        assert together["logits"] == pytest.approx(alone["logits"], abs=1e-4)

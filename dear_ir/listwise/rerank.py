@@ -1,10 +1,12 @@
 """The DeAR-L listwise reranking loop: sliding windows over each query's head.
 
-For each query, `ListwiseReranker.rerank` walks the windows of
-`sliding_windows` from the back of the head to the front. Each window's
-passages go into DeAR's chat prompt, the model answers with a ranking (or, in
-first-token mode, one forward pass ranks them by identifier logits), and the
-window is reordered in place before the next window is built.
+For each query, the reranker walks the windows of `sliding_windows` from the
+back of the head to the front. Each window's passages go into DeAR's chat
+prompt, the model answers with a ranking (or, in first-token mode, one
+forward pass ranks them by identifier logits), and the window is reordered in
+place before the next window is built. `rerank_batch` sends the next windows
+of several queries to the model together, because windows of different
+queries do not depend on each other.
 
 Every window leaves a record for the reasoning sidecar, one JSON object a
 line (`write_sidecar`):
@@ -14,9 +16,10 @@ line (`write_sidecar`):
     start, end      the window's half-open rank span, 0-based
     docids          the window's docids in the order the prompt lists them
     prompt_tokens   prompt length in tokens
-    new_tokens      tokens generated (0 in first-token mode)
-    forward_passes  model forward passes: one per generated token, or 1 in first-token mode
-    seconds         wall time of the window
+    new_tokens      tokens generated for this window (0 in first-token mode)
+    forward_passes  model forward passes for this window: one per generated token, or 1 in first-token mode
+    batch           number of windows sent to the model together with this one
+    seconds         wall time of the model call divided by `batch`
     raw_answer      the decoded output, reasoning included
     reasoning       the text inside <think>, empty when there is none
     permutation     1-based prompt identifiers, best first, after repairs
@@ -31,10 +34,10 @@ import logging
 import os
 import time
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from tqdm import tqdm
@@ -60,8 +63,10 @@ class RerankStats:
     forward_passes: int = 0
     prompt_tokens: int = 0
     new_tokens: int = 0
-    seconds: float = 0.0
-    per_query: dict[str, dict] = field(default_factory=dict)  # qid -> windows, forward_passes, seconds
+    seconds: float = 0.0  # wall time of all rerank calls
+    # qid -> {"windows", "forward_passes", "seconds"}, where seconds is the query's
+    # share of model time: each call's wall time split evenly among its windows.
+    per_query: dict[str, dict] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -85,16 +90,41 @@ class RerankStats:
         )
 
 
+@dataclass
+class _Query:
+    """A query in progress: its candidates, windows and current order."""
+
+    candidates: Candidates
+    windows: list[tuple[int, int]]
+    order: list[int]  # order[rank] = index into candidates.passages
+    next_window: int = 0
+    forward_passes: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class _Job:
+    """One window of one query, prompted and waiting for the model."""
+
+    query: _Query
+    window_index: int
+    positions: list[int]  # indexes into candidates.passages, in prompt order
+    prompt_ids: list[int]
+    record: dict
+
+
 class ListwiseReranker:
     """DeAR-L: rerank each query's head with a causal LM over sliding windows.
 
     `model` is a Hugging Face causal LM (or anything with `generate`, a forward
     call returning `.logits`, `device` and `generation_config`) and `tokenizer`
     its tokenizer with a chat template. Decoding is greedy unless `do_sample`
-    is set; then `temperature` and `top_p` apply (DeAR's reference samples at
-    0.5 and 0.9), and each window is seeded from `seed`, the qid and the
-    window index, so a query's ranking does not depend on which queries ran
-    before it.
+    is set. Then `temperature` and `top_p` apply (DeAR's reference samples at
+    0.5 and 0.9), and each model call is seeded from `seed` and the qid and
+    window index of its first window. With `batch_size` 1 a query's sampled
+    ranking thus does not depend on the other queries, but with larger batches
+    it depends on which windows share a call. `batch_size` is the number of
+    windows, one per query, sent to the model together.
     """
 
     def __init__(
@@ -111,10 +141,13 @@ class ListwiseReranker:
         top_p: float = 0.9,
         seed: int = 0,
         first_token: bool = False,
+        batch_size: int = 1,
     ):
         sliding_windows(0, window, step, rank_end)  # validates the window arguments
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
 
         self.model = model
         self.tokenizer = tokenizer
@@ -128,14 +161,17 @@ class ListwiseReranker:
         self.top_p = top_p
         self.seed = seed
         self.first_token = first_token
+        self.batch_size = batch_size
 
         self.stats = RerankStats()
         self.records: list[dict] = []
+        self._records_written = 0  # records already appended by write_sidecar(append=True)
 
         if hasattr(model, "eval"):
             model.eval()  # dropout would make greedy decoding nondeterministic
         self._eos_ids = _eos_token_ids(model, tokenizer)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self._eos_ids[0]
+        self._max_positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         if first_token:
             # Checked once for the largest window, so a tokenizer that splits
             # identifiers fails before the first query.
@@ -157,40 +193,72 @@ class ListwiseReranker:
         The reranked head gets new scores above the highest score of the tail,
         which keeps its order and its original scores.
         """
+        return self.rerank_batch([candidates])[0]
+
+    def rerank_batch(
+        self,
+        queries: list[Candidates],
+        on_finish: Callable[[Candidates], None] | None = None,
+    ) -> list[Candidates]:
+        """Rerank several queries, sending the next windows of up to `batch_size` queries together.
+
+        A query's windows depend on each other, but windows of different
+        queries do not, so each model call takes the next window of every
+        active query, and a finished query makes room for the next one. The
+        rankings equal those of `rerank` on each query, except for sampled
+        rankings and the small numeric differences that padding causes.
+        `on_finish` is called with each reranked query as soon as it is done.
+        """
         started = time.perf_counter()
-        passages = candidates.passages
-        order = list(range(len(passages)))  # order[rank] = index into passages
-        windows = sliding_windows(len(passages), self.window, self.step, self.rank_end)
-        passes_before = self.stats.forward_passes
+        states = []
+        for candidates in queries:
+            windows = sliding_windows(len(candidates.passages), self.window, self.step, self.rank_end)
+            states.append(_Query(candidates, windows, list(range(len(candidates.passages)))))
 
-        for window_index, (start, end) in enumerate(windows):
-            positions = order[start:end]
-            ranked = self._rank_window(candidates, window_index, start, end, positions)
-            order[start:end] = [positions[j] for j in ranked]
+        results: list[Candidates | None] = [None] * len(states)
 
-        head = windows[0][1] if windows else 0
-        tail_top = passages[head].score if head < len(passages) else 0.0
-        scores = [tail_top + (head - rank) for rank in range(head)]
-        scores += [passages[index].score for index in order[head:]]
-        reranked = candidates.reordered(order, strictly_decreasing(scores))
+        def finish(index: int) -> None:
+            results[index] = self._finish(states[index])
+            if on_finish is not None:
+                on_finish(results[index])
 
-        seconds = time.perf_counter() - started
-        self.stats.queries += 1
-        self.stats.seconds += seconds
-        self.stats.per_query[candidates.qid] = {
-            "windows": len(windows),
-            "forward_passes": self.stats.forward_passes - passes_before,
-            "seconds": seconds,
-        }
-        return reranked
+        waiting = deque(range(len(states)))
+        active: list[int] = []
+        while waiting or active:
+            while waiting and len(active) < self.batch_size:
+                index = waiting.popleft()
+                if states[index].windows:
+                    active.append(index)
+                else:
+                    finish(index)  # fewer than two passages: nothing to rerank
+            if not active:
+                break
+
+            jobs = [self._prepare(states[index]) for index in active]
+            for job, ranked in zip(jobs, self._run(jobs)):
+                self._apply(job, ranked)
+
+            still_active = []
+            for index in active:
+                if states[index].next_window < len(states[index].windows):
+                    still_active.append(index)
+                else:
+                    finish(index)
+            active = still_active
+
+        self.stats.seconds += time.perf_counter() - started
+        return results
 
     def rerank_all(self, queries: Iterable[Candidates], progress: bool = True) -> list[Candidates]:
         """Rerank every query, with a progress bar, and log the run's statistics."""
         queries = list(queries)
-        reranked = [
-            self.rerank(candidates)
-            for candidates in tqdm(queries, desc=str(self), unit="query", disable=not progress)
-        ]
+        with tqdm(total=len(queries), desc=str(self), unit="query", disable=not progress) as bar:
+            reranked = self.rerank_batch(queries, on_finish=lambda _: bar.update(1))
+        self.log_stats()
+        return reranked
+
+    def log_stats(self) -> None:
+        """Log the run's statistics, with a warning when answers needed repair."""
         logger.info("%s: %s", self, self.stats.summary())
         if self.stats.repaired_windows:
             logger.warning(
@@ -199,20 +267,44 @@ class ListwiseReranker:
                 self.stats.windows,
                 dict(self.stats.repairs),
             )
-        return reranked
 
-    def write_sidecar(self, path: str | os.PathLike) -> Path:
-        """Write the window records as JSONL, atomically; see the module docstring for the fields."""
+    def write_sidecar(self, path: str | os.PathLike, append: bool = False) -> Path:
+        """Write the window records as JSONL; see the module docstring for the fields.
+
+        By default the file is replaced atomically by all records so far. With
+        `append`, only the records that no earlier `append` call wrote are
+        added to the end, so a caller that saves finished queries as it goes
+        can save their records alongside.
+        """
         path = Path(path)
-        atomic_write_lines(path, (json.dumps(record, ensure_ascii=False) + "\n" for record in self.records))
+        if append:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as handle:
+                for record in self.records[self._records_written :]:
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._records_written = len(self.records)
+        else:
+            atomic_write_lines(path, (json.dumps(record, ensure_ascii=False) + "\n" for record in self.records))
         return path
 
-    def _rank_window(self, candidates: Candidates, window_index: int, start: int, end: int, positions: list[int]) -> list[int]:
-        """Rank one window and record it; return 0-based window positions, best first."""
-        started = time.perf_counter()
+    def _prepare(self, state: _Query) -> _Job:
+        candidates = state.candidates
+        window_index = state.next_window
+        start, end = state.windows[window_index]
+        positions = state.order[start:end]
         texts = [candidates.passages[index].text for index in positions]
         prompt = render_prompt(self.tokenizer, build_messages(candidates.query, texts, self.max_words))
-        self._check_length(candidates.qid, window_index, start, end, len(prompt.input_ids))
+
+        # The prompt must leave room for the answer prefix and at least one new token.
+        needed = len(prompt.input_ids) + 1
+        if self.first_token:
+            needed += len(self._prefix_ids)
+        if isinstance(self._max_positions, int) and needed > self._max_positions:
+            raise ValueError(
+                f"qid {candidates.qid} window {window_index} [{start}, {end}): the prompt has "
+                f"{len(prompt.input_ids)} tokens, more than the model's {self._max_positions} positions "
+                "allow; lower max_words or the window"
+            )
 
         record = {
             "qid": candidates.qid,
@@ -222,60 +314,114 @@ class ListwiseReranker:
             "docids": [candidates.passages[index].docid for index in positions],
             "prompt_tokens": len(prompt.input_ids),
         }
+        return _Job(state, window_index, positions, prompt.input_ids, record)
+
+    def _run(self, jobs: list[_Job]) -> list[list[int]]:
+        """Send the jobs' prompts to the model together; return each window's ranking (0-based positions)."""
+        started = time.perf_counter()
         try:
             if self.first_token:
-                logits = self._identifier_logits(prompt.input_ids, len(texts))
-                ranked = rank_by_logits(logits)
-                record.update(new_tokens=0, forward_passes=1, raw_answer="", reasoning="", repairs={}, logits=logits)
+                rankings = self._run_first_token(jobs)
             else:
-                new_ids = self._generate(prompt.input_ids, candidates.qid, window_index)
-                # Special tokens stay in the text in case <think> is one; only the stop token goes.
-                answer_ids = [token_id for token_id in new_ids if token_id not in self._eos_ids]
-                raw_answer = self.tokenizer.decode(answer_ids, skip_special_tokens=False)
-                parsed = parse_answer(raw_answer, len(texts))
-                ranked = parsed.order
-                record.update(
-                    new_tokens=len(new_ids),
-                    # The prefill pass yields the first token and each later token takes one more pass.
-                    forward_passes=len(new_ids),
-                    raw_answer=raw_answer,
-                    reasoning=parsed.reasoning,
-                    repairs=parsed.repairs,
-                )
+                rankings = self._run_generation(jobs)
         except RuntimeError as error:  # CUDA out of memory is a RuntimeError too
+            windows = ", ".join(f"qid {job.record['qid']} window {job.window_index}" for job in jobs)
+            longest = max(len(job.prompt_ids) for job in jobs)
             error.add_note(
-                f"while ranking qid {candidates.qid} window {window_index} [{start}, {end}) with "
-                f"{len(prompt.input_ids)} prompt tokens; a smaller window or max_words shortens the prompt"
+                f"while ranking {windows} (longest prompt {longest} tokens); a smaller batch_size, "
+                "window or max_words needs less memory"
             )
             raise
 
-        record["permutation"] = [position + 1 for position in ranked]
-        record["seconds"] = time.perf_counter() - started
-        self.records.append(record)
+        seconds = (time.perf_counter() - started) / len(jobs)
+        for job in jobs:
+            job.record["batch"] = len(jobs)
+            job.record["seconds"] = seconds
+        return rankings
 
-        self.stats.windows += 1
-        self.stats.forward_passes += record["forward_passes"]
-        self.stats.prompt_tokens += record["prompt_tokens"]
-        self.stats.new_tokens += record["new_tokens"]
-        if record["repairs"]:
-            self.stats.repaired_windows += 1
-            self.stats.repairs.update(record["repairs"])
-        return ranked
+    def _run_first_token(self, jobs: list[_Job]) -> list[list[int]]:
+        logits = self._identifier_logits([job.prompt_ids + self._prefix_ids for job in jobs])
+        rankings = []
+        for job, row in zip(jobs, logits):
+            window_logits = row[: len(job.positions)]
+            job.record.update(new_tokens=0, forward_passes=1, raw_answer="", reasoning="", repairs={}, logits=window_logits)
+            rankings.append(rank_by_logits(window_logits))
+        return rankings
 
-    def _check_length(self, qid: str, window_index: int, start: int, end: int, prompt_tokens: int) -> None:
-        limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
-        needed = prompt_tokens + (1 if self.first_token else self.max_new_tokens)
-        if isinstance(limit, int) and needed > limit:
-            raise ValueError(
-                f"qid {qid} window {window_index} [{start}, {end}): {prompt_tokens} prompt tokens plus "
-                f"{needed - prompt_tokens} new tokens exceed the model's {limit} positions; "
-                "lower max_words, the window or max_new_tokens"
+    def _run_generation(self, jobs: list[_Job]) -> list[list[int]]:
+        outputs = self._generate([job.prompt_ids for job in jobs], jobs[0].record["qid"], jobs[0].window_index)
+        rankings = []
+        for job, new_ids in zip(jobs, outputs):
+            # Special tokens stay in the text in case <think> is one; only the stop token goes.
+            answer_ids = [token_id for token_id in new_ids if token_id not in self._eos_ids]
+            raw_answer = self.tokenizer.decode(answer_ids, skip_special_tokens=False)
+            parsed = parse_answer(raw_answer, len(job.positions))
+            job.record.update(
+                new_tokens=len(new_ids),
+                # The prefill pass yields the first token and each later token takes one more pass.
+                forward_passes=len(new_ids),
+                raw_answer=raw_answer,
+                reasoning=parsed.reasoning,
+                repairs=parsed.repairs,
             )
+            rankings.append(parsed.order)
+        return rankings
+
+    def _apply(self, job: _Job, ranked: list[int]) -> None:
+        start, end = job.query.windows[job.window_index]
+        job.query.order[start:end] = [job.positions[j] for j in ranked]
+        job.query.next_window += 1
+        job.query.forward_passes += job.record["forward_passes"]
+        job.query.seconds += job.record["seconds"]
+
+        job.record["permutation"] = [position + 1 for position in ranked]
+        self.records.append(job.record)
+        self.stats.windows += 1
+        self.stats.forward_passes += job.record["forward_passes"]
+        self.stats.prompt_tokens += job.record["prompt_tokens"]
+        self.stats.new_tokens += job.record["new_tokens"]
+        if job.record["repairs"]:
+            self.stats.repaired_windows += 1
+            self.stats.repairs.update(job.record["repairs"])
+
+    def _finish(self, state: _Query) -> Candidates:
+        passages = state.candidates.passages
+        head = state.windows[0][1] if state.windows else 0
+        tail_top = passages[head].score if head < len(passages) else 0.0
+        scores = [tail_top + (head - rank) for rank in range(head)]
+        scores += [passages[index].score for index in state.order[head:]]
+
+        self.stats.queries += 1
+        self.stats.per_query[state.candidates.qid] = {
+            "windows": len(state.windows),
+            "forward_passes": state.forward_passes,
+            "seconds": state.seconds,
+        }
+        return state.candidates.reordered(state.order, strictly_decreasing(scores))
+
+    def _left_padded(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        # Left padding puts every prompt's last token in the last column, where
+        # generation continues and the first-token logits are read.
+        width = max(len(sequence) for sequence in sequences)
+        input_ids = torch.full((len(sequences), width), self._pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, sequence in enumerate(sequences):
+            input_ids[row, width - len(sequence) :] = torch.tensor(sequence, dtype=torch.long)
+            attention_mask[row, width - len(sequence) :] = 1
+        return input_ids.to(self.model.device), attention_mask.to(self.model.device)
 
     @torch.inference_mode()
-    def _generate(self, prompt_ids: list[int], qid: str, window_index: int) -> list[int]:
-        input_ids = torch.tensor([prompt_ids], device=self.model.device)
-        options = dict(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample)
+    def _generate(self, prompts: list[list[int]], qid: str, window_index: int) -> list[list[int]]:
+        input_ids, attention_mask = self._left_padded(prompts)
+        max_new_tokens = self.max_new_tokens
+        if isinstance(self._max_positions, int) and input_ids.shape[1] + max_new_tokens > self._max_positions:
+            max_new_tokens = self._max_positions - input_ids.shape[1]
+            logger.warning(
+                "qid %s window %d: %d prompt tokens leave room for %d of the %d new tokens requested",
+                qid, window_index, input_ids.shape[1], max_new_tokens, self.max_new_tokens,
+            )
+
+        options = dict(max_new_tokens=max_new_tokens, do_sample=self.do_sample)
         if self.do_sample:
             torch.manual_seed(_window_seed(self.seed, qid, window_index))
             options.update(temperature=self.temperature, top_p=self.top_p)
@@ -285,25 +431,29 @@ class ListwiseReranker:
             options.update(temperature=None, top_p=None, top_k=None)
         output = self.model.generate(
             input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
+            attention_mask=attention_mask,
             eos_token_id=self._eos_ids,
             pad_token_id=self._pad_id,
             **options,
         )
 
-        new_ids = output[0, len(prompt_ids):].tolist()
-        # Keep the end-of-sequence token in the count of passes, not in the text.
-        for position, token_id in enumerate(new_ids):
-            if token_id in self._eos_ids:
-                return new_ids[: position + 1]
+        new_ids = []
+        for row in output[:, input_ids.shape[1] :].tolist():
+            # Keep the end-of-sequence token in the count of passes; what follows it is padding.
+            stop = next((position for position, token_id in enumerate(row) if token_id in self._eos_ids), None)
+            new_ids.append(row if stop is None else row[: stop + 1])
         return new_ids
 
     @torch.inference_mode()
-    def _identifier_logits(self, prompt_ids: list[int], count: int) -> list[float]:
-        input_ids = torch.tensor([prompt_ids + self._prefix_ids], device=self.model.device)
+    def _identifier_logits(self, sequences: list[list[int]]) -> list[list[float]]:
+        input_ids, attention_mask = self._left_padded(sequences)
+        # Positions count real tokens only, so a left-padded prompt is read as if unpadded.
+        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
         # logits_to_keep=1 computes the vocabulary projection for the last position only.
-        logits = self.model(input_ids=input_ids, logits_to_keep=1).logits[0, -1]
-        return logits[self._identifier_ids[:count]].float().tolist()
+        logits = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=1
+        ).logits[:, -1]
+        return logits[:, self._identifier_ids].float().tolist()
 
 
 def _eos_token_ids(model, tokenizer) -> list[int]:
