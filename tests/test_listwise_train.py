@@ -111,3 +111,15 @@ def test_train_lora_saves_adapter(tiny_llama_folder, rows, tmp_path):
 
     model, _ = load_causal_lm(str(output))
     assert hasattr(model, "peft_config")
+
+
+def test_gguf_flag_removed(tiny_llama_folder):
+    from dear_ir.train.listwise import _without_gguf_flag
+
+    model = transformers.LlamaForCausalLM.from_pretrained(tiny_llama_folder)
+    model.config.quantization_config = {"quant_method": "gguf"}
+    plain = _without_gguf_flag(model)
+
+    assert getattr(plain.config, "quantization_config", None) is None
+    assert torch.equal(plain.model.embed_tokens.weight, model.model.embed_tokens.weight)
+    assert _without_gguf_flag(plain) is plain

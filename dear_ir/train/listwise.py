@@ -118,6 +118,7 @@ def build_student(config: ListwiseTrainingConfig):
     from dear_ir.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(config.model)
+    model = _without_gguf_flag(model)
     if tokenizer.pad_token_id is None:
         # Padded positions carry no loss and no attention, so any id will do.
         tokenizer.pad_token = tokenizer.eos_token
@@ -151,6 +152,22 @@ def build_student(config: ListwiseTrainingConfig):
     logger.info("student %s: %s, %d of %d parameters trainable",
                 config.model, "full fine-tuning" if config.full else "LoRA", trainable, total)
     return model, tokenizer
+
+
+def _without_gguf_flag(model):
+    """Return a model loaded from GGUF as a plain model, which the Trainer accepts.
+
+    transformers dequantizes GGUF weights on load but keeps a GGUF
+    quantization_config, and its Trainer refuses to train a model so marked.
+    """
+    if getattr(model.config, "quantization_config", None) is None:
+        return model
+    # NOTE: dear_ir.models.save_plain_copy rebuilds the model the same way before saving.
+    settings = {key: value for key, value in model.config.to_dict().items() if key != "quantization_config"}
+    plain = type(model)(type(model.config).from_dict(settings))
+    plain.load_state_dict(model.state_dict())
+    plain.generation_config = model.generation_config
+    return plain
 
 
 def _use_bf16(setting: str) -> bool:
