@@ -2,7 +2,7 @@
 
 A run carries only ids and scores. Rerankers need the query text and each
 passage's text, so `build_candidates` looks them up once per run and hands the
-stages a list of `Candidates`; `to_run` turns reranked candidates back into a run.
+stages a list of `Candidates`. `to_run` turns reranked candidates back into a run.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@
 - a PEFT adapter folder (it has `adapter_config.json`); its base model comes from
   `dear_ir.json` when dear_ir trained it, else from `base_model_name_or_path`.
 
-A folder that dear_ir trained also holds `dear_ir.json`, the metadata that tells
+A folder that dear_ir trained also contains `dear_ir.json`, the metadata that tells
 the scorer which input convention the model was trained with.
 """
 
@@ -51,7 +51,7 @@ class ModelNotFoundError(FileNotFoundError):
 
 @dataclass
 class ModelSource:
-    """Where a model's weights are: a folder or hub id, optionally a GGUF file and an adapter."""
+    """The location of a model's weights: a folder or hub id, optionally a GGUF file and an adapter."""
 
     spec: str
     path: str
@@ -138,7 +138,7 @@ def resolve_model(spec: str) -> ModelSource:
             f"model {spec!r} is neither a model folder, a .gguf file nor a PEFT adapter folder"
         )
 
-    # Anything else is taken as a Hugging Face hub id; transformers downloads it
+    # Anything else is taken as a Hugging Face hub id. Transformers downloads it
     # or reads it from the cache, and raises its own error when it cannot.
     return ModelSource(spec, spec)
 

@@ -21,8 +21,8 @@ tokens plus one pad token at position id 227 that attends to the real tokens
 and not to itself: the same logit as `padding="fixed"` for far fewer tokens.
 `padding="fixed"` is the reference form and stays available.
 
-The convention applies to LLaMA-family classifiers (the DeAR checkpoints, and
-SmolLM2 scored as DeAR-P); other classifiers (BERT, MiniLM) use their
+The convention applies to LLaMA-family classifiers: the DeAR checkpoints, and
+SmolLM2 scored as DeAR-P. Other classifiers (BERT, MiniLM) use their
 tokenizer's standard pair encoding and their own pooling.
 """
 
@@ -41,7 +41,7 @@ DEAR_QUERY_TOKENS = 32
 DEAR_DOCUMENT_TOKENS = 193
 DEAR_PADDED_LENGTH = 228
 DEAR_READOUT_POSITION = DEAR_PADDED_LENGTH - 1
-# Longest real input of the standard convention; BERT-style encoders stop at 512.
+# Maximum input tokens of the standard convention, because BERT-style encoders stop at 512.
 STANDARD_MAX_LENGTH = 512
 # Bi-encoders read at most this many tokens per text (all-MiniLM-L6-v2 was trained so).
 BI_ENCODER_MAX_LENGTH = 256
@@ -145,7 +145,7 @@ def token_budget_batches(lengths: Sequence[int], max_batch_tokens: int, max_batc
     """Group indexes into batches whose padded size stays within a token budget.
 
     Indexes are sorted by length, longest first, so each batch pads to its
-    first member and a batch holds `max_batch_tokens // length` pairs, at most
+    first member and a batch contains `max_batch_tokens // length` pairs, at most
     `max_batch_size`. Callers restore the input order from the indexes.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])

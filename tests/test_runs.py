@@ -75,7 +75,7 @@ def test_written_scores_strictly_decrease(tmp_path):
     assert [line.split()[2] for line in lines] == ["a", "b", "c", "d", "e"]
     assert [line.split()[3] for line in lines] == ["1", "2", "3", "4", "5"]
     assert all(line.split()[1] == "Q0" for line in lines)
-    # trec_eval holds scores as 32-bit floats: each must be below the last there too.
+    # trec_eval stores scores as 32-bit floats: each must be below the last there too.
     scores = [np.float32(float(line.split()[4])) for line in lines]
     assert all(a > b for a, b in zip(scores, scores[1:]))
 
