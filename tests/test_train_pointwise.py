@@ -238,3 +238,48 @@ def test_cli_dispatch_help(capsys):
         main(["pointwise", "--help"])
     assert raised.value.code == 0
     assert "--teacher-logits" in capsys.readouterr().out
+
+
+def test_zero_steps_saves_untrained_start(tmp_path, tiny_llama_folder, word_tokenizer):
+    student = train_tiny(tmp_path, tiny_llama_folder, max_steps=0)
+    output = tmp_path / "student"
+    assert student.metadata["steps"] == 0
+    assert student.metadata["train_loss"] is None
+    assert not any((output / "checkpoints").glob("checkpoint-*"))
+
+    pairs = [("w1 w2", "w1 w2 w3"), ("w1 w2", "w9 w8")]
+    student.model.eval()
+    in_memory = CrossEncoderScorer(student.model, word_tokenizer, name="in-memory", show_progress=False).score(pairs)
+    assert np.allclose(load_scorer(str(output), show_progress=False).score(pairs), in_memory, atol=1e-6)
+
+
+def test_group_size_keeps_first_negatives(tmp_path):
+    dump = write_training_dump(tmp_path / "teacher.jsonl", queries=2, group_size=4)
+    _, groups = dt.read_dump(dump)
+    smaller = tp.shrink_groups(groups, 2)
+    assert [g.docids for g in smaller] == [g.docids[:2] for g in groups]
+    assert [g.logits for g in smaller] == [g.logits[:2] for g in groups]
+    with pytest.raises(ValueError, match="between 2 and the dumped group size 4"):
+        tp.shrink_groups(groups, 5)
+
+
+def test_kendall_tau_per_query():
+    from dear_ir.train.fidelity import kendall_tau_per_query, mean_kendall_tau
+
+    teacher = Run({"1": [("a", 3.0), ("b", 2.0), ("c", 1.0)], "2": [("x", 2.0), ("y", 1.0)], "3": [("z", 1.0)]})
+    student = Run({"1": [("a", 3.0), ("c", 2.0), ("b", 1.0)], "2": [("y", 5.0), ("x", 4.0)], "3": [("z", 1.0)]})
+    taus = kendall_tau_per_query(student, teacher)
+    # Query 1: pairs (a,b) and (a,c) agree, (b,c) disagrees, so tau = (2 - 1) / 3.
+    assert taus["1"] == pytest.approx(1 / 3)
+    assert taus["2"] == pytest.approx(-1.0)
+    assert "3" not in taus
+    assert mean_kendall_tau(student, teacher) == pytest.approx((1 / 3 - 1) / 2)
+
+
+def test_kendall_tau_depth_ignores_tail():
+    from dear_ir.train.fidelity import kendall_tau_per_query
+
+    teacher = Run({"1": [("a", 4.0), ("b", 3.0), ("c", 2.0), ("d", 1.0)]})
+    student = Run({"1": [("b", 4.0), ("a", 3.0), ("c", 2.0), ("d", 1.0)]})
+    assert kendall_tau_per_query(student, teacher, depth=2)["1"] == pytest.approx(-1.0)
+    assert kendall_tau_per_query(student, teacher)["1"] == pytest.approx(4 / 6)

@@ -14,7 +14,7 @@ within a short run. The loss is ``(1 - alpha) * main + alpha * KL`` of
 Training reads teacher logits from the dumps and never loads the teacher. It
 runs on the Hugging Face Trainer, so `torchrun` or `accelerate launch` spread
 it over several GPUs with no code here. Checkpoints go to OUTPUT/checkpoints
-and a restart resumes from the latest. The finished folder holds the adapter
+and a restart resumes from the latest. The finished folder contains the adapter
 (or the full model), the tokenizer and `dear_ir.json`, which tells
 `dear_ir.rerank` the base model and input convention to score with.
 """
@@ -28,7 +28,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,9 @@ class PointwiseTrainingConfig:
     logging_steps: int = 10
     seed: int = 42
     max_groups: int | None = None
+    group_size: int | None = None
+    max_length: int | None = None
+    threads: int | None = None
     overwrite: bool = False
     show_progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -106,12 +109,35 @@ def lora_targets_for(model, requested: list[str] | None) -> list[str] | None:
     return None
 
 
+def _forget_gguf_origin(model) -> None:
+    """Mark a model loaded from a GGUF file as the plain float model it is.
+
+    transformers dequantizes GGUF weights into ordinary float tensors on load
+    but still flags the model as GGUF-quantized, and the Trainer rejects such a
+    model for training. Dropping the flag makes it trainable and savable.
+    """
+    quantization = getattr(model.config, "quantization_config", None)
+    if quantization is None:
+        return
+    if isinstance(quantization, dict):
+        method = quantization.get("quant_method")
+    else:
+        method = getattr(quantization, "quant_method", None)
+    if str(getattr(method, "value", method)).lower() != "gguf":
+        return
+    model.is_quantized = False
+    model.hf_quantizer = None
+    del model.config.quantization_config
+    logger.info("the GGUF weights were dequantized on load, so they train as float tensors")
+
+
 def build_student(config: PointwiseTrainingConfig):
     """Load the student and wrap it for training: return (model, tokenizer, convention, head)."""
     from dear_ir.models import load_sequence_classifier, uses_dear_convention
     from dear_ir.pointwise import apply_dear_convention
 
     model, tokenizer = load_sequence_classifier(config.model)
+    _forget_gguf_origin(model)
     convention = "dear" if uses_dear_convention(model) else "standard"
     if convention == "dear":
         apply_dear_convention(model, tokenizer)
@@ -293,9 +319,18 @@ def train_pointwise(config: PointwiseTrainingConfig) -> TrainedStudent:
     logger.info("read %d groups of %d passages from %s", len(groups), len(groups[0].docids), ", ".join(config.teacher_logits))
     if config.max_groups:
         groups = groups[: config.max_groups]
+    if config.group_size:
+        groups = shrink_groups(groups, config.group_size)
+    if config.threads:
+        torch.set_num_threads(config.threads)
 
     set_seed(config.seed)
     model, tokenizer, convention, head = build_student(config)
+    if config.max_length:
+        if convention == "dear":
+            raise ValueError("--max-length applies to the standard convention only; DeAR fixes 32 + 193 tokens")
+        # The scorer reads the limit from the saved tokenizer, so it cuts pairs as training did.
+        tokenizer.model_max_length = config.max_length
     head_learning_rate = config.head_learning_rate or config.learning_rate * DEFAULT_HEAD_LEARNING_RATE_FACTOR
 
     checkpoints = output / "checkpoints"
@@ -338,11 +373,17 @@ def train_pointwise(config: PointwiseTrainingConfig) -> TrainedStudent:
         head_learning_rate=head_learning_rate,
     )
 
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if last:
-        logger.info("resuming from %s", last)
     started = time.monotonic()
-    result = trainer.train(resume_from_checkpoint=last)
+    if config.max_steps == 0:
+        # Zero steps saves the student as initialised: the untrained baseline
+        # that a trained student is compared with.
+        logger.info("--max-steps 0: saving the untrained student")
+        training_loss = float("nan")
+    else:
+        last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        if last:
+            logger.info("resuming from %s", last)
+        training_loss = trainer.train(resume_from_checkpoint=last).training_loss
     elapsed = time.monotonic() - started
 
     metadata = {}
@@ -370,11 +411,26 @@ def train_pointwise(config: PointwiseTrainingConfig) -> TrainedStudent:
             "steps": trainer.state.global_step,
             "epochs": round(trainer.state.epoch or 0.0, 3),
             "train_seconds": round(elapsed, 1),
-            "train_loss": round(result.training_loss, 5) if math.isfinite(result.training_loss) else None,
+            "train_loss": round(training_loss, 5) if math.isfinite(training_loss) else None,
             "settings": {k: v for k, v in asdict(config).items() if k not in ("overwrite", "show_progress")},
         }
         save_student(trainer.model, tokenizer, output, metadata, full=config.full)
     return TrainedStudent(output, trainer.model, tokenizer, metadata)
+
+
+def shrink_groups(groups: list, group_size: int) -> list:
+    """Keep the positive and the first `group_size - 1` negatives of every group.
+
+    A dump lists each group's negatives in the random order they were drawn
+    in, so the kept ones are a random subset of the dumped ones.
+    """
+    dumped = len(groups[0].docids)
+    if not 2 <= group_size <= dumped:
+        raise ValueError(f"--group-size must be between 2 and the dumped group size {dumped}, got {group_size}")
+    return [
+        replace(group, docids=group.docids[:group_size], texts=group.texts[:group_size], logits=group.logits[:group_size])
+        for group in groups
+    ]
 
 
 def _unwrapped(model):
@@ -395,7 +451,7 @@ def save_student(model, tokenizer, output: Path, metadata: dict, full: bool) -> 
     output.mkdir(parents=True, exist_ok=True)
     model.eval()
     if full:
-        # A model loaded from GGUF refuses save_pretrained; save_plain_copy rebuilds it.
+        # save_plain_copy also rebuilds a model that is still flagged as GGUF, which save_pretrained rejects.
         save_plain_copy(model, tokenizer, output)
     else:
         model.peft_config["default"].base_model_name_or_path = metadata["base_model"]
@@ -431,7 +487,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     optimisation.add_argument("--head-learning-rate", type=float, default=None, help=f"learning rate of the classification head (default {DEFAULT_HEAD_LEARNING_RATE_FACTOR:g} times --learning-rate)")
     optimisation.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
     optimisation.add_argument("--epochs", type=float, default=2.0, help="passes over the groups (default 2)")
-    optimisation.add_argument("--max-steps", type=int, default=-1, help="optimizer steps; overrides --epochs when positive")
+    optimisation.add_argument("--max-steps", type=int, default=-1, help="optimizer steps; overrides --epochs when positive, and 0 saves the untrained student as a baseline")
     optimisation.add_argument("--max-minutes", type=float, default=None, help="stop, with a checkpoint, after this many minutes of training")
     optimisation.add_argument("--groups-per-step", type=int, default=16, help="query groups per device and forward pass (default 16)")
     optimisation.add_argument("--gradient-accumulation", type=int, default=1, help="forward passes per optimizer step (default 1)")
@@ -444,6 +500,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     housekeeping = parser.add_argument_group("checkpoints and logging")
     housekeeping.add_argument("--save-steps", type=int, default=200, help="steps between checkpoints (default 200)")
     housekeeping.add_argument("--logging-steps", type=int, default=10, help="steps between loss logs (default 10)")
+    optimisation.add_argument("--group-size", type=int, default=None, help="passages per group, the positive included: keeps the first negatives of each dumped group (default: as dumped)")
+    optimisation.add_argument("--max-length", type=int, default=None, help="tokens per pair for students outside the DeAR convention (default: the tokenizer's limit, at most 512)")
+    optimisation.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     housekeeping.add_argument("--max-groups", type=int, default=None, help="train on the first N groups only, for smoke tests")
     housekeeping.add_argument("--overwrite", action="store_true", help="train again even when OUTPUT holds a finished student")
 
@@ -458,7 +517,7 @@ def config_from_arguments(args: argparse.Namespace) -> PointwiseTrainingConfig:
         groups_per_step=args.groups_per_step, gradient_accumulation=args.gradient_accumulation, warmup=args.warmup,
         max_grad_norm=args.max_grad_norm, bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing,
         save_steps=args.save_steps, logging_steps=args.logging_steps, seed=args.seed, max_groups=args.max_groups,
-        overwrite=args.overwrite,
+        group_size=args.group_size, max_length=args.max_length, threads=args.threads, overwrite=args.overwrite,
     )
 
 

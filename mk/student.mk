@@ -1,0 +1,118 @@
+# Pointwise students distilled from a teacher's logits, evaluated on TREC DL19.
+#
+#   make student            both students below, their untrained starts, nDCG@10 and Kendall tau
+#   make student-minilm     (a) all-MiniLM-L6-v2's encoder as a cross-encoder, full fine-tuning
+#   make student-smollm2    (b) SmolLM2-135M-Instruct with LoRA under the DeAR input convention
+#   make student-ablation   (a) trained with CE alone, CE + KL and hybrid + KL
+#
+# Teacher: the `minilm` bi-encoder (cosine times 20 as logit). Training queries: the
+# BM25 top 100 of DL21 (positives from the DL21 qrels, grade 2 and up) and of DL22
+# (no qrels here, so the teacher's best passage is the positive). Every step writes
+# its own file and is skipped once that file exists; training resumes from its last
+# checkpoint. Uses PY and DEAR_IR_DATA from the Makefile.
+#
+# The budgets (steps, groups, threads) suit a 2-core CPU: student (a) trains for 60
+# steps of 8 groups of 4 passages, student (b) for STUDENT_SMOLLM2_MINUTES minutes.
+# NOTE: student (b) is scored on the top 20 of each DL19 query only, because a
+# 135M-parameter model scores about 2 pairs a second on such a CPU.
+
+STUDENT_MODELS ?= models
+STUDENT_TEACHER_DIR ?= teacher
+STUDENT_RUNS ?= runs/student
+STUDENT_THREADS ?= 1
+STUDENT_SMOLLM2_MINUTES ?= 15
+
+BM25_RESULTS := $(DEAR_IR_DATA)/rankllm-retrieve-results/BM25
+DL19_QRELS := $(DEAR_IR_DATA)/dl19-passage/qrels.dl19-passage.txt
+DL19_TOPICS := $(DEAR_IR_DATA)/dl19-passage/topics.dl19-passage.txt
+DL21_QRELS := $(DEAR_IR_DATA)/dl21-passage/qrels.dl21-passage.txt
+
+TEACHER_DUMPS := $(STUDENT_TEACHER_DIR)/minilm.dl21.jsonl $(STUDENT_TEACHER_DIR)/minilm.dl22.jsonl
+DUMP_OPTIONS := --model minilm --group-size 8 --max-positives 16 --min-relevance 2
+
+MINILM_TRAINING := --model minilm --full --learning-rate 1e-4 --head-learning-rate 1e-3 \
+	--max-steps 60 --groups-per-step 8 --group-size 4 --max-length 160 --threads $(STUDENT_THREADS)
+SMOLLM2_TRAINING := --model smollm2 --learning-rate 2e-4 --head-learning-rate 2e-3 \
+	--max-steps 1000 --max-minutes $(STUDENT_SMOLLM2_MINUTES) --warmup 5 \
+	--groups-per-step 4 --group-size 4 --threads $(STUDENT_THREADS) --save-steps 20
+
+RERANK_DL19 := $(PY) -m dear_ir.rerank --stage pointwise \
+	--input $(BM25_RESULTS)/trec_results_dl19.txt --corpus $(BM25_RESULTS)/retrieve_results_dl19.json \
+	--topics $(DL19_TOPICS) --no-progress
+
+MINILM_STUDENTS := minilm-untrained minilm-hybrid-kl
+SMOLLM2_STUDENTS := smollm2-untrained smollm2-hybrid-kl
+ABLATION_STUDENTS := minilm-ce minilm-ce-kl minilm-hybrid-kl
+
+.PHONY: student student-minilm student-smollm2 student-ablation
+
+# --- teacher dumps -----------------------------------------------------------
+
+$(STUDENT_TEACHER_DIR)/minilm.dl21.jsonl: | $(INSTALLED)
+	OMP_NUM_THREADS=$(STUDENT_THREADS) $(PY) -m dear_ir.dump_teacher $(DUMP_OPTIONS) \
+		--input $(BM25_RESULTS)/trec_results_dl21.txt --topics $(BM25_RESULTS)/retrieve_results_dl21.json \
+		--corpus $(BM25_RESULTS)/retrieve_results_dl21.json --qrels $(DL21_QRELS) --output $@
+
+$(STUDENT_TEACHER_DIR)/minilm.dl22.jsonl: | $(INSTALLED)
+	OMP_NUM_THREADS=$(STUDENT_THREADS) $(PY) -m dear_ir.dump_teacher $(DUMP_OPTIONS) \
+		--input $(BM25_RESULTS)/trec_results_dl22.txt --topics $(BM25_RESULTS)/retrieve_results_dl22.json \
+		--corpus $(BM25_RESULTS)/retrieve_results_dl22.json --output $@
+
+# --- students ----------------------------------------------------------------
+# dear_ir.json is written last, so it marks a finished student. --max-steps 0
+# saves the student as initialised (same seed), the baseline it must beat.
+
+$(STUDENT_MODELS)/minilm-untrained/dear_ir.json: $(TEACHER_DUMPS)
+	$(PY) -m dear_ir.train pointwise --teacher-logits $^ $(MINILM_TRAINING) --max-steps 0 --output $(@D)
+
+$(STUDENT_MODELS)/minilm-hybrid-kl/dear_ir.json: $(TEACHER_DUMPS)
+	$(PY) -m dear_ir.train pointwise --teacher-logits $^ $(MINILM_TRAINING) --loss hybrid --alpha 0.1 --output $(@D)
+
+$(STUDENT_MODELS)/minilm-ce/dear_ir.json: $(TEACHER_DUMPS)
+	$(PY) -m dear_ir.train pointwise --teacher-logits $^ $(MINILM_TRAINING) --loss ce --alpha 0 --output $(@D)
+
+$(STUDENT_MODELS)/minilm-ce-kl/dear_ir.json: $(TEACHER_DUMPS)
+	$(PY) -m dear_ir.train pointwise --teacher-logits $^ $(MINILM_TRAINING) --loss ce --alpha 0.1 --output $(@D)
+
+$(STUDENT_MODELS)/smollm2-untrained/dear_ir.json: $(TEACHER_DUMPS)
+	$(PY) -m dear_ir.train pointwise --teacher-logits $^ $(SMOLLM2_TRAINING) --max-steps 0 --output $(@D)
+
+$(STUDENT_MODELS)/smollm2-hybrid-kl/dear_ir.json: $(TEACHER_DUMPS)
+	$(PY) -m dear_ir.train pointwise --teacher-logits $^ $(SMOLLM2_TRAINING) --loss hybrid --alpha 0.1 --output $(@D)
+
+# --- DL19 runs ---------------------------------------------------------------
+
+$(STUDENT_RUNS)/dl19.teacher-minilm.trec: | $(INSTALLED)
+	OMP_NUM_THREADS=$(STUDENT_THREADS) $(RERANK_DL19) --model minilm --output $@
+
+$(STUDENT_RUNS)/dl19.minilm-%.trec: $(STUDENT_MODELS)/minilm-%/dear_ir.json
+	OMP_NUM_THREADS=$(STUDENT_THREADS) $(RERANK_DL19) --model $(<D) --output $@
+
+# The top 20 of the teacher's and BM25's rankings too, so that all rows compare alike.
+$(STUDENT_RUNS)/dl19-top20.smollm2-%.trec: $(STUDENT_MODELS)/smollm2-%/dear_ir.json
+	OMP_NUM_THREADS=$(STUDENT_THREADS) $(RERANK_DL19) --model $(<D) --top-k 20 --output $@
+
+$(STUDENT_RUNS)/dl19-top20.teacher-minilm.trec: | $(INSTALLED)
+	OMP_NUM_THREADS=$(STUDENT_THREADS) $(RERANK_DL19) --model minilm --top-k 20 --output $@
+
+# --- reports -----------------------------------------------------------------
+
+# Arguments: the teacher's run, all runs, and the depth that was reranked (empty for all).
+define student_report
+	$(PY) -m dear_ir.evaluate $(BM25_RESULTS)/trec_results_dl19.txt $(2) --qrels $(DL19_QRELS) \
+		--metrics ndcg_cut_10 --relevance-level 2
+	$(PY) -m dear_ir.train.fidelity $(BM25_RESULTS)/trec_results_dl19.txt $(filter-out $(1),$(2)) \
+		--teacher $(1) $(if $(3),--depth $(3))
+endef
+
+student-minilm: $(STUDENT_RUNS)/dl19.teacher-minilm.trec $(MINILM_STUDENTS:%=$(STUDENT_RUNS)/dl19.%.trec)
+	$(call student_report,$<,$^,)
+
+student-smollm2: $(STUDENT_RUNS)/dl19-top20.teacher-minilm.trec $(SMOLLM2_STUDENTS:%=$(STUDENT_RUNS)/dl19-top20.%.trec)
+	$(call student_report,$<,$^,20)
+
+student-ablation: $(STUDENT_RUNS)/dl19.teacher-minilm.trec \
+		$(STUDENT_RUNS)/dl19.minilm-untrained.trec $(ABLATION_STUDENTS:%=$(STUDENT_RUNS)/dl19.%.trec)
+	$(call student_report,$<,$^,)
+
+student: student-minilm student-smollm2
