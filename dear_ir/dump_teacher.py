@@ -652,7 +652,8 @@ def main(argv: list[str] | None = None) -> int:
     qrels = load_qrels(args.qrels) if args.qrels else {}
     source = open_source(index=args.index, corpus=args.corpus)
     options = {"batch_size": args.batch_size} if args.batch_size else {}
-    scorer = load_scorer(args.model, scorer=args.scorer, **options)
+    # The dump has its own progress bar, one step per query.
+    scorer = load_scorer(args.model, scorer=args.scorer, show_progress=False, **options)
 
     dump_teacher(
         run, topics, source, scorer, args.output,

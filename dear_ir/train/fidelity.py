@@ -3,11 +3,11 @@
     python -m dear_ir.train.fidelity runs/dl19.student.trec --teacher runs/dl19.teacher.trec
 
 For each qid in both runs, Kendall's tau-b is computed between the two scores
-of the docids that both runs rank. Tau-b counts ties in either ranking, so a
-student that gives every passage the same score gets 0, not 1. The mean over
-queries is the fidelity. nDCG measures whether the student ranks well, and tau
-measures whether it learned the teacher's order, which is what the KL term and soft
-RankNet targets ask of it.
+of the docids that both runs rank. Tau-b corrects for ties in either ranking,
+and a query whose scores are all tied in one run has no tau and is left out.
+The mean over queries is the fidelity. nDCG measures whether the student ranks
+well, and tau measures whether it learned the teacher's order, which is what
+the KL term and the soft RankNet targets ask of it.
 """
 
 from __future__ import annotations
