@@ -12,8 +12,9 @@ first-stage run and the passage texts come from:
   should be and where a user with internet gets it.
 - ``online``: Pyserini's prebuilt indexes and its topics and qrels by name, downloaded on
   first use. A collection without Pyserini resources (NovelEval) still reads its files.
-- ``auto`` (the default): offline when the data folder exists, online otherwise. No network
-  probe is made, so an offline machine never waits on a download that cannot succeed.
+- ``auto`` (the default): offline when the data folder exists, online otherwise. The choice
+  looks at the folder alone, without probing the network, so an offline machine with the data
+  folder does not start a download.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ records the command that made it. A first stage read from a run file or scored b
 `dear_ir.okapi` is written here, with its own metadata.
 
 When data is missing, ``--on-missing stop`` (the default) exits with status 2 and names
-the files; ``--on-missing skip`` logs the reason and exits 0 without an output, so that
+the files. ``--on-missing skip`` logs the reason and exits 0 without an output, so that
 `make beir` goes on with the collections that can run.
 """
 
@@ -68,9 +68,35 @@ def first_stage(resources: Resources, output: Path, hits: int = 100, threads: in
     if stage.kind == "index" and not Path(stage.location).is_dir():
         run_module("dear_ir.index", ["--corpus", stage.corpus, "--index", stage.location, "--threads", str(threads)])
     run_module("dear_ir.bm25", [
-        "--index", stage.location, "--topics", resources.topics, "--output", str(output),
+        "--index", stage.location, "--topics", judged_topics(resources, output), "--output", str(output),
         "--hits", str(hits), "--threads", str(threads),
     ])
+
+
+def judged_topics(resources: Resources, output: Path) -> str:
+    """Return a topics file of the judged queries only, written beside `output`, or the full topics.
+
+    Unjudged queries do not count in any metric (TREC DL 2020 judges 54 of its 200 topics),
+    so retrieving and reranking them would only cost time. Without qrels, or when every
+    query is judged, the topics are returned unchanged.
+    """
+    from dear_ir.runs import atomic_write_lines
+    from dear_ir.topics import load_qrels, load_topics
+
+    if resources.qrels is None:
+        return resources.topics
+    topics = load_topics(resources.topics)
+    judged = load_qrels(resources.qrels)
+    kept = {qid: query for qid, query in topics.items() if qid in judged}
+    if len(kept) == len(topics):
+        return resources.topics
+
+    path = Path(f"{output}.topics.tsv")
+    # Queries are written on one line each, as the TSV topics format requires.
+    atomic_write_lines(path, [f"{qid}\t{' '.join(query.split())}\n" for qid, query in kept.items()])
+    logger.info("%s: %d of %d topics are judged; the first stage retrieves for those (%s)",
+                resources.collection.name, len(kept), len(topics), path)
+    return str(path)
 
 
 def _okapi_first_stage(resources: Resources, output: Path, hits: int) -> None:

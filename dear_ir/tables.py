@@ -8,11 +8,11 @@ with its source. A row's ``stages`` name the pipeline that reproduces it, and th
 pipeline is ``runs/COLLECTION.STAGE[.STAGE...].trec``: ``runs/dl19.bm25.trec``,
 ``runs/dl19.bm25.dear-p-8b.trec``, ``runs/dl19.bm25.dear-p-8b.dear-l-8b.trec``, the names
 that ``mk/tables.mk`` writes. Models other than DeAR's own checkpoints (``--model-p``,
-``--model-l``) add rows without a published number.
+``--model-l``, or any other run found under the runs folder) add rows without a published number.
 
 Every cell shows the published value, the measured one and their difference. A missing run
 shows as missing, with the reason (a file absent from the data folder, or a step not run
-yet), never as zero. Values are x 100, as the paper prints them.
+yet), never as zero. Values are x 100, as the DeAR paper (arXiv:2508.16998) prints them.
 """
 
 from __future__ import annotations
@@ -190,15 +190,20 @@ class Measurements:
 
 
 def _make_command(collection: str, stages: tuple[str, ...]) -> str:
+    """Return the make command that produces the run of `stages`, with the model settings it needs."""
+    from dear_ir.models import DEAR_CHECKPOINTS
+
     command = f"make {collection}"
-    if len(stages) == 1:
-        return command
-    model_p = stages[1] if len(stages) > 1 else ""
-    model_l = stages[2] if len(stages) > 2 else ""
-    if model_p != DEFAULT_MODEL_P:
+    model_p = stages[1] if len(stages) > 1 else None
+    model_l = stages[2] if len(stages) > 2 else None
+    if model_p is not None and model_p != DEFAULT_MODEL_P:
         command += f" MODEL_P={model_p}"
-    if model_l != DEFAULT_MODEL_L:
+    if model_l is not None and model_l != DEFAULT_MODEL_L:
         command += f" MODEL_L={model_l}"
+    elif model_l is None and model_p not in (None, DEFAULT_MODEL_P):
+        command += " MODEL_L="
+    if any(stage in DEAR_CHECKPOINTS for stage in stages):
+        command += " (downloads the DeAR checkpoints: needs internet, and a GPU to finish in minutes)"
     return command
 
 
@@ -232,10 +237,11 @@ def render_table(
     with_average = table.average and len(columns) == len(table.columns)
 
     published_stages = {row.stages for row in table.rows if row.stages}
+    pipelines = list(dict.fromkeys([*(pipelines or []), *discover_pipelines(measurements.runs, columns)]))
     rows: list[tuple[str, tuple[str, ...] | None, dict[Column, float], float | None]] = [
         (row.run, row.stages, dict(zip(table.columns, row.values)), row.average) for row in table.rows
     ]
-    for stages in pipelines or []:
+    for stages in pipelines:
         if stages not in published_stages:
             rows.append((" → ".join(["BM25", *(model_tag(stage) for stage in stages[1:])]), stages, {}, None))
 
@@ -281,6 +287,21 @@ def render_table(
         lines.append("")
         lines.extend(f"[{number}] {reason}" for reason, number in notes.items())
     return "\n".join(lines)
+
+
+def discover_pipelines(runs: Path, columns: list[Column]) -> list[tuple[str, ...]]:
+    """Return the pipelines of the run files found in `runs` for the columns' collections, by name.
+
+    A run ``COLLECTION.bm25.P.L.trec`` gives the pipeline ``("bm25", "P", "L")``. A model tag
+    with a dot in it splits into two stages, which changes only the row's label.
+    """
+    found = []
+    for collection in dict.fromkeys(column.collection for column in columns):
+        for path in sorted(Path(runs).glob(f"{collection}.{FIRST_STAGE}*.trec")):
+            stages = tuple(path.name[len(collection) + 1:-len(".trec")].split("."))
+            if stages[0] == FIRST_STAGE:
+                found.append(stages)
+    return sorted(set(found), key=lambda stages: (len(stages), stages))
 
 
 def _average(values: list[float | None], stages) -> tuple[float | None, str]:

@@ -4,11 +4,11 @@
 #   make dl19 dl20            TREC DL 2019 and 2020 passage
 #   make beir                 the paper's eight BEIR collections (covid nfc touche dbpedia scifact news robust04 signal)
 #   make noveleval            NovelEval-2306
-#   make tables               every table from the runs that exist (also written to runs/tables.md)
+#   make tables               every table from the runs that exist (also written to $(RUNS)/tables.md)
 #   make dl19 MODEL_P=minilm MODEL_L=       a small offline model and no listwise stage
 #   python -m dear_ir.collections dl20 --check   which offline files a collection has
 #
-# Each run is runs/COLLECTION.bm25[.P[.L]].trec with RUN.meta.json beside it (the command and
+# Each run is $(RUNS)/COLLECTION.bm25[.P[.L]].trec with RUN.meta.json beside it (the command and
 # library versions); P and L are the last path parts of MODEL_P and MODEL_L. A run that exists
 # is not made again, so after changing another setting (HITS, WINDOW, ...) delete the run or use make -B.
 #
@@ -39,13 +39,16 @@ L_ARGS ?=
 # out of the table with the reason (make beir skips, so the other collections still run).
 ON_MISSING ?= stop
 
+# Folder of the runs; another folder keeps exploratory runs apart from the table's.
+RUNS ?= runs
+
 BEIR_COLLECTIONS := covid nfc touche dbpedia scifact news robust04 signal
 TABLE_COLLECTIONS := dl19 dl20 noveleval nq $(BEIR_COLLECTIONS)
 
 model_tag = $(notdir $(patsubst %/,%,$(1)))
 P_SUFFIX := $(if $(MODEL_P),.$(call model_tag,$(MODEL_P)))
 L_SUFFIX := $(if $(and $(MODEL_P),$(MODEL_L)),.$(call model_tag,$(MODEL_L)))
-final_run = runs/$(1).bm25$(P_SUFFIX)$(L_SUFFIX).trec
+final_run = $(RUNS)/$(1).bm25$(P_SUFFIX)$(L_SUFFIX).trec
 
 # The Makefile turns the Hugging Face hub off for its bundled models; the DeAR checkpoints
 # come from the hub, so the rerank steps may download them unless the user set HF_HUB_OFFLINE.
@@ -54,7 +57,7 @@ HUB_DOWNLOAD := $(if $(filter file,$(origin HF_HUB_OFFLINE)),--allow-hub-downloa
 PIPELINE = $(PY) -m dear_ir.pipeline
 STEP_OPTIONS = --source $(SOURCE) --indexes $(INDEXES) --on-missing $(ON_MISSING)
 RERANK_OPTIONS = $(STEP_OPTIONS) --device $(DEVICE) --dtype '$(DTYPE)' $(HUB_DOWNLOAD)
-TABLES = $(PY) -m dear_ir.tables --source $(SOURCE) --model-p '$(MODEL_P)' --model-l '$(MODEL_L)'
+TABLES = $(PY) -m dear_ir.tables --runs $(RUNS) --source $(SOURCE) --model-p '$(MODEL_P)' --model-l '$(MODEL_L)'
 
 .PHONY: $(TABLE_COLLECTIONS) beir tables
 
@@ -66,18 +69,18 @@ beir: $(foreach collection,$(BEIR_COLLECTIONS),$(call final_run,$(collection)))
 	@$(TABLES) --collections $(BEIR_COLLECTIONS)
 
 tables: | $(INSTALLED)
-	@$(TABLES) --output runs/tables.md
+	@$(TABLES) --output $(RUNS)/tables.md
 
-runs/%.bm25.trec: | $(INSTALLED)
+$(RUNS)/%.bm25.trec: | $(INSTALLED)
 	$(PIPELINE) first-stage $* --output $@ --hits $(HITS) --threads $(THREADS) $(STEP_OPTIONS)
 
-runs/%.bm25$(P_SUFFIX).trec: runs/%.bm25.trec
+$(RUNS)/%.bm25$(P_SUFFIX).trec: $(RUNS)/%.bm25.trec
 	$(PIPELINE) rerank $* --stage pointwise --model '$(MODEL_P)' --input $< --output $@ $(RERANK_OPTIONS) -- $(P_ARGS)
 
-runs/%.bm25$(P_SUFFIX)$(L_SUFFIX).trec: runs/%.bm25$(P_SUFFIX).trec
+$(RUNS)/%.bm25$(P_SUFFIX)$(L_SUFFIX).trec: $(RUNS)/%.bm25$(P_SUFFIX).trec
 	$(PIPELINE) rerank $* --stage listwise --model '$(MODEL_L)' --input $< --output $@ $(RERANK_OPTIONS) -- \
 		--rank-end $(RANK_END) --window $(WINDOW) --step $(STEP) $(SAMPLE) \
 		--temperature $(TEMPERATURE) --top-p $(TOP_P) --seed $(SEED) $(L_ARGS)
 
 # Runs made by the pattern rules above are results, not intermediate files for make to delete.
-.SECONDARY: $(foreach collection,$(TABLE_COLLECTIONS),runs/$(collection).bm25.trec runs/$(collection).bm25$(P_SUFFIX).trec)
+.SECONDARY: $(foreach collection,$(TABLE_COLLECTIONS),$(RUNS)/$(collection).bm25.trec $(RUNS)/$(collection).bm25$(P_SUFFIX).trec)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dear_ir import pipeline
-from dear_ir.collections import get_collection
+from dear_ir.collections import FirstStage, get_collection, resolve
 from dear_ir.runs import read_run
 
 
@@ -92,3 +92,20 @@ def test_device_and_dtype_defaults():
     assert pipeline.resolve_dtype("float32", "cuda") == "float32"
     assert pipeline.resolve_dtype("", "cuda") is None
     assert pipeline.resolve_device("cpu") == "cpu"
+
+
+def test_unjudged_topics_left_out(dl20_data, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pipeline, "run_module", lambda module, arguments, environment=None: calls.append(arguments))
+    topics = dl20_data / "data" / get_collection("dl20").offline["topics"]
+    topics.write_text("7\tquery seven\n8\tunjudged query\n")
+    (dl20_data / "data" / get_collection("dl20").offline["run"]).unlink()
+    # Offline topics and qrels with an online first stage: BM25 gets a topics file.
+    resources = resolve(get_collection("dl20"), "offline")
+    resources.problems.pop("first_stage")
+    resources.first_stage = FirstStage("prebuilt", "msmarco-v1-passage")
+    output = dl20_data / "runs" / "dl20.bm25.trec"
+    pipeline.first_stage(resources, output)
+    topics_file = calls[-1][calls[-1].index("--topics") + 1]
+    assert topics_file == f"{output}.topics.tsv"
+    assert (dl20_data / "runs" / "dl20.bm25.trec.topics.tsv").read_text() == "7\tquery seven\n"

@@ -225,3 +225,10 @@ def test_make_settings_override():
     assert "--hits 20" in output
     assert "--device cuda:1 --dtype 'float16'" in output
     assert "--window 10 --step 5" in output
+
+
+def test_found_runs_add_rows(dl20_offline):
+    write_run(Run({"1": [("d1", 2.0)], "2": [("d2", 1.0)]}), run_path(dl20_offline, "dl20", ("bm25", "student", "smollm2")))
+    markdown = dl_table_for(dl20_offline)
+    line = next(line for line in markdown.splitlines() if line.startswith("| BM25 → student → smollm2 | DL20"))
+    assert "| 100.00 |" in line
