@@ -151,8 +151,9 @@ class Measurements:
             reason = resources.reason(*needs) or f"not run yet: {_make_command(collection_name, stages)}"
             return Measured(None, reason, path)
 
+        # QA runs are judged by answer strings in the topics, matched in the passage texts.
         judged_by = "topics" if collection.evaluation == "answers" else "qrels"
-        missing = resources.reason(judged_by)
+        missing = resources.reason(judged_by, "text") if judged_by == "topics" else resources.reason(judged_by)
         if missing:
             return Measured(None, f"run exists but cannot be evaluated: {missing}", path)
 
@@ -175,7 +176,7 @@ class Measurements:
             from dear_ir.corpus import open_source
 
             cutoffs = [int(metric.removeprefix("top_")) for metric in collection.metrics]
-            source = open_source(index=resources.text.location) if resources.text else None
+            source = open_source(**{resources.text.kind: resources.text.location})
             values = evaluate_answers(run, load_answers(judgments), source, cutoffs)
         else:
             metrics = list(dict.fromkeys([*collection.metrics, *self._table_metrics(collection.name)]))

@@ -55,3 +55,15 @@ def test_noveleval_published_bm25_row(tmp_path, monkeypatch):
     assert round(100 * values["ndcg_cut_1"], 2) == 33.33
     assert round(100 * values["ndcg_cut_5"], 2) == 45.96
     assert round(100 * values["ndcg_cut_10"], 2) == 55.77
+
+
+def test_docstring_examples():
+    import doctest
+
+    import dear_ir.okapi
+    import dear_ir.tables
+
+    for module in (dear_ir.okapi, dear_ir.tables):
+        result = doctest.testmod(module)
+        assert result.attempted > 0
+        assert result.failed == 0
