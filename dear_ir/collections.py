@@ -227,7 +227,9 @@ class Resources:
                 continue
             files = " or ".join(self.collection.offline[role] for role in self.problems[need])
             label = need.replace("_", " ")
-            parts.append(f"{label} missing offline (needs {files})" if files else f"{label} needs Pyserini (online)")
+            parts.append(f"{label} missing offline (needs {files})" if files else f"{label} needs Pyserini")
+        if parts and all(not self.problems[need] for need in needs if need in self.problems):
+            parts.append(f"with internet: make {self.collection.name} SOURCE=online")
         return "; ".join(parts) or None
 
     def online_hint(self) -> str:
