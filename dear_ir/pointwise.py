@@ -359,6 +359,10 @@ class BiEncoderScorer:
     batch_size: int = 64
     scale: float = 1.0
     show_progress: bool = True
+    cache_size: int = 500_000  # passage embeddings kept between calls; about 0.8 GB at 384 dimensions
+
+    def __post_init__(self):
+        self._cache: dict[str, np.ndarray] = {}
 
     @property
     def settings(self) -> dict:
@@ -380,17 +384,21 @@ class BiEncoderScorer:
             return np.zeros(0, dtype=np.float32)
         started = time.perf_counter()
 
-        # Each distinct text is embedded once: a passage retrieved for several
-        # queries, or a query with many passages, costs one forward pass.
+        # Each distinct text is embedded once per scorer: a passage retrieved for
+        # several queries, or in several chunks of a run, costs one forward pass.
         queries = sorted({query for query, _ in pairs})
         texts = sorted({text for _, text in pairs}, key=len)
         query_embeddings = self._encode(queries)
-        text_embeddings = np.zeros((len(texts), query_embeddings.shape[1]), dtype=np.float32)
-        with tqdm(total=len(texts), unit="passage", desc=f"embedding {self.name}",
+        new_texts = [text for text in texts if text not in self._cache]
+        with tqdm(total=len(new_texts), unit="passage", desc=f"embedding {self.name}",
                   disable=not self.show_progress) as progress:
-            for first in range(0, len(texts), self.batch_size):
-                text_embeddings[first : first + self.batch_size] = self._encode(texts[first : first + self.batch_size])
-                progress.update(min(self.batch_size, len(texts) - first))
+            for first in range(0, len(new_texts), self.batch_size):
+                batch = new_texts[first : first + self.batch_size]
+                self._cache.update(zip(batch, self._encode(batch)))
+                progress.update(len(batch))
+        text_embeddings = np.stack([self._cache[text] for text in texts])
+        if len(self._cache) > self.cache_size:
+            self._cache.clear()
 
         query_row = {query: i for i, query in enumerate(queries)}
         text_row = {text: i for i, text in enumerate(texts)}
@@ -399,8 +407,8 @@ class BiEncoderScorer:
         cosines = np.sum(query_matrix * text_matrix, axis=1)
 
         elapsed = time.perf_counter() - started
-        logger.info("%s scored %d pairs (%d distinct passages) in %.1f s: %.1f pairs/s",
-                    self, len(pairs), len(texts), elapsed, len(pairs) / max(elapsed, 1e-9))
+        logger.info("%s scored %d pairs (%d passages embedded) in %.1f s: %.1f pairs/s",
+                    self, len(pairs), len(new_texts), elapsed, len(pairs) / max(elapsed, 1e-9))
         return (cosines * self.scale).astype(np.float32)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
