@@ -283,3 +283,14 @@ def test_kendall_tau_depth_ignores_tail():
     student = Run({"1": [("b", 4.0), ("a", 3.0), ("c", 2.0), ("d", 1.0)]})
     assert kendall_tau_per_query(student, teacher, depth=2)["1"] == pytest.approx(-1.0)
     assert kendall_tau_per_query(student, teacher)["1"] == pytest.approx(4 / 6)
+
+
+def test_lora_on_last_layers_only(tiny_llama_folder):
+    config = tp.PointwiseTrainingConfig(teacher_logits=[], model=str(tiny_llama_folder), output="unused",
+                                        lora_r=4, lora_alpha=8, lora_layers=1)
+    model, _, _, _ = tp.build_student(config)
+    adapted = {name.split(".layers.")[1].split(".")[0] for name, _ in model.named_parameters() if "lora_" in name}
+    assert adapted == {"2"}
+    with pytest.raises(ValueError, match="between 1 and the model's 3 layers"):
+        tp.build_student(tp.PointwiseTrainingConfig(teacher_logits=[], model=str(tiny_llama_folder), output="unused",
+                                                    lora_layers=4))

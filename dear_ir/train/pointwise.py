@@ -56,6 +56,7 @@ class PointwiseTrainingConfig:
     lora_alpha: int = 64
     lora_dropout: float = 0.1
     lora_targets: list[str] | None = None
+    lora_layers: int | None = None
     learning_rate: float = DEFAULT_LEARNING_RATE
     head_learning_rate: float | None = None
     weight_decay: float = 0.0
@@ -131,6 +132,17 @@ def _forget_gguf_origin(model) -> None:
     logger.info("the GGUF weights were dequantized on load, so they train as float tensors")
 
 
+def _last_layers(model, count: int | None) -> list[int] | None:
+    # Adapting only the last layers spares the backward pass through the
+    # frozen ones below, which is most of its cost on a CPU.
+    if not count:
+        return None
+    layers = model.config.num_hidden_layers
+    if not 1 <= count <= layers:
+        raise ValueError(f"--lora-layers must be between 1 and the model's {layers} layers, got {count}")
+    return list(range(layers - count, layers))
+
+
 def build_student(config: PointwiseTrainingConfig):
     """Load the student and wrap it for training: return (model, tokenizer, convention, head)."""
     from dear_ir.models import load_sequence_classifier, uses_dear_convention
@@ -158,6 +170,7 @@ def build_student(config: PointwiseTrainingConfig):
             lora_dropout=config.lora_dropout,
             target_modules=lora_targets_for(model, config.lora_targets),
             modules_to_save=[head],
+            layers_to_transform=_last_layers(model, config.lora_layers),
         )
         model = get_peft_model(model, lora)
 
@@ -402,6 +415,7 @@ def train_pointwise(config: PointwiseTrainingConfig) -> TrainedStudent:
             "lora": None if config.full else {
                 "r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
                 "targets": lora_targets_for(_unwrapped(model), config.lora_targets),
+                "layers": _last_layers(_unwrapped(model), config.lora_layers),
             },
             "loss": {"main": config.loss, "alpha": config.alpha, "temperature": config.temperature},
             "teacher": teacher,
@@ -480,6 +494,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     adapters.add_argument("--lora-r", type=int, default=32, help="LoRA rank (default 32)")
     adapters.add_argument("--lora-alpha", type=int, default=64, help="LoRA alpha (default 64)")
     adapters.add_argument("--lora-dropout", type=float, default=0.1, help="LoRA dropout (default 0.1)")
+    adapters.add_argument("--lora-layers", type=int, default=None, help="adapt only the last N transformer layers, which shortens the backward pass (default: all layers)")
     adapters.add_argument("--lora-targets", nargs="+", default=None, help="module names LoRA adapts (default: q, v, o, gate, up, down projections for LLaMA; PEFT's choice otherwise)")
 
     optimisation = parser.add_argument_group("optimisation")
@@ -512,7 +527,7 @@ def config_from_arguments(args: argparse.Namespace) -> PointwiseTrainingConfig:
         teacher_logits=list(args.teacher_logits), model=args.model, output=args.output,
         loss=args.loss, alpha=args.alpha, temperature=args.temperature,
         full=args.full, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-        lora_targets=args.lora_targets, learning_rate=args.learning_rate, head_learning_rate=args.head_learning_rate,
+        lora_targets=args.lora_targets, lora_layers=args.lora_layers, learning_rate=args.learning_rate, head_learning_rate=args.head_learning_rate,
         weight_decay=args.weight_decay, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
         groups_per_step=args.groups_per_step, gradient_accumulation=args.gradient_accumulation, warmup=args.warmup,
         max_grad_norm=args.max_grad_norm, bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing,
