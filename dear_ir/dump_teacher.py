@@ -461,9 +461,30 @@ def _read_header(path: Path) -> dict:
     return header
 
 
+# Scorer settings that change speed or placement but not the scores.
+_SCORE_NEUTRAL_SETTINGS = ("batch_size", "max_batch_tokens", "device", "show_progress")
+
+
+def same_teacher(first: dict, second: dict) -> bool:
+    """Return whether two header teacher blocks give the same logits.
+
+    Batch sizes and the device are ignored, so that a dump resumed or extended
+    on another machine still matches.
+    """
+    def comparable(teacher: dict) -> dict:
+        settings = {k: v for k, v in (teacher.get("settings") or {}).items() if k not in _SCORE_NEUTRAL_SETTINGS}
+        return {**teacher, "settings": settings}
+
+    return comparable(first) == comparable(second)
+
+
 def _check_same_settings(existing: dict, requested: dict, path: Path) -> None:
     for key in ("teacher", "sampling", "run"):
-        if existing.get(key) != requested.get(key):
+        if key == "teacher":
+            matches = same_teacher(existing.get(key) or {}, requested.get(key) or {})
+        else:
+            matches = existing.get(key) == requested.get(key)
+        if not matches:
             raise DumpFormatError(
                 f"{path} was written with other {key} settings: {existing.get(key)} "
                 f"instead of {requested.get(key)}; delete it or choose another --output"
@@ -501,7 +522,7 @@ def read_dump(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> tuple[d
                 header = _read_header_record(record, path, line_number)
                 if teacher is None:
                     teacher, group_size = header["teacher"], header["sampling"]["group_size"]
-                elif header["teacher"] != teacher:
+                elif not same_teacher(header["teacher"], teacher):
                     raise DumpFormatError(
                         f"{path}:{line_number}: teacher {header['teacher']} differs from {teacher} "
                         "of an earlier dump; a student distils one teacher, so dump all queries with the same one"

@@ -321,3 +321,11 @@ def test_sampling_settings_validation():
         dt.SamplingSettings(group_size=1)
     with pytest.raises(ValueError, match="negatives"):
         dt.SamplingSettings(negatives="tail")
+
+
+def test_batch_size_does_not_change_teacher():
+    first = {"name": "t", "kind": "cross-encoder", "logit_scale": 1.0, "settings": {"batch_size": 64, "dtype": "float32"}}
+    other_batch = {**first, "settings": {"batch_size": 8, "device": "cuda", "dtype": "float32"}}
+    other_dtype = {**first, "settings": {"batch_size": 64, "dtype": "bfloat16"}}
+    assert dt.same_teacher(first, other_batch)
+    assert not dt.same_teacher(first, other_dtype)
