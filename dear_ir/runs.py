@@ -201,6 +201,11 @@ def atomic_write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file readable by its owner only; give it the
+        # permissions a plain open() would, under the process umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         with os.fdopen(handle, "w", encoding="utf-8") as output:
             output.writelines(lines)
         os.replace(temporary, path)
@@ -255,10 +260,12 @@ class PartialRun:
     """Queries finished so far by a long stage, kept in `OUTPUT.partial.jsonl` to resume after a crash.
 
     The first line records the stage's settings; each further line is one
-    finished query, appended and flushed as soon as it is done. A restart with
-    the same settings skips the finished qids; with other settings it raises,
-    because mixing two configurations in one run would go unnoticed. A torn last
-    line (a crash mid-write) is dropped with a warning.
+    finished query, appended and flushed as soon as it is done. The file is
+    created by the first `add`, so a stage that fails before finishing a query
+    leaves nothing behind. A restart with the same settings skips the finished
+    qids; with other settings it raises, because mixing two configurations in
+    one run would go unnoticed. A torn last line (a crash mid-write) is dropped
+    with a warning.
     """
 
     def __init__(self, output: str | os.PathLike, settings: dict):
@@ -269,22 +276,21 @@ class PartialRun:
         self.finished: dict[str, list[Hit]] = {}
         if self.path.is_file():
             self._load()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps({"settings": self.settings}) + "\n")
 
     def _load(self) -> None:
         import json
 
         with open(self.path, encoding="utf-8") as handle:
             lines = handle.read().split("\n")
-        header = json.loads(lines[0])
-        if header.get("settings") != self.settings:
+        try:
+            header = json.loads(lines[0])
+            saved = header["settings"]
+        except (json.JSONDecodeError, KeyError, TypeError):
             raise ValueError(
-                f"{self.path} was written with other settings ({header.get('settings')}); "
-                f"delete it to start over, or rerun with the same settings to resume"
-            )
+                f"{self.path} is not a partial run written by dear_ir (its first line has no settings); "
+                "delete it to start over"
+            ) from None
+
         torn = 0
         for line_number, line in enumerate(lines[1:], start=2):
             if not line.strip():
@@ -296,13 +302,30 @@ class PartialRun:
                 logger.warning("%s:%d: incomplete line dropped; that query will be redone", self.path, line_number)
                 continue
             self.finished[str(record["qid"])] = [Hit(str(d), float(s)) for d, s in record["hits"]]
+
+        if saved != self.settings:
+            changed = sorted(key for key in set(saved) | set(self.settings) if saved.get(key) != self.settings.get(key))
+            if self.finished:
+                details = ", ".join(f"{key}: {saved.get(key)!r} then, {self.settings.get(key)!r} now" for key in changed)
+                raise ValueError(
+                    f"{self.path} holds {len(self.finished)} queries done with other settings ({details}); "
+                    "rerun with the same settings to resume, or delete the file to start over"
+                )
+            logger.info("%s finished no query; starting over with the new settings", self.path)
+            self.path.unlink()
+            return
         if torn:
-            # Rewrite without the torn line so that appends start on a clean line.
-            atomic_write_lines(self.path, [json.dumps({"settings": self.settings}) + "\n"] + [
-                json.dumps({"qid": qid, "hits": [[h.docid, h.score] for h in hits]}) + "\n"
-                for qid, hits in self.finished.items()
-            ])
+            self._rewrite()
         logger.info("resuming from %s: %d queries already done", self.path, len(self.finished))
+
+    def _rewrite(self) -> None:
+        """Rewrite the file without torn lines, so that appends start on a clean line."""
+        import json
+
+        atomic_write_lines(self.path, [json.dumps({"settings": self.settings}) + "\n"] + [
+            json.dumps({"qid": qid, "hits": [[h.docid, h.score] for h in hits]}) + "\n"
+            for qid, hits in self.finished.items()
+        ])
 
     def __contains__(self, qid: object) -> bool:
         return qid in self.finished
@@ -310,6 +333,10 @@ class PartialRun:
     def add(self, qid: str, hits: list[Hit]) -> None:
         import json
 
+        if not self.path.is_file():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps({"settings": self.settings}) + "\n")
         self.finished[qid] = hits
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"qid": qid, "hits": [[h.docid, h.score] for h in hits]}) + "\n")

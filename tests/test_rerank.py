@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import pytest
 import torch
@@ -89,7 +90,7 @@ def test_resume_skips_finished_queries(files, tiny_llama_folder, caplog):
     output = files[0] / "resumed.trec"
     args = rerank_args(files, tiny_llama_folder, output, "--chunk-queries", "1")
     partial = files[0] / "resumed.trec.partial.jsonl"
-    settings = rerank.run_settings(rerank.build_parser().parse_args(args))
+    settings = rerank.run_settings(rerank.build_parser().parse_args(args + ["--batch-size", "7"]))
     partial.write_text(json.dumps({"settings": json.loads(json.dumps(settings, default=str))}) + "\n"
                        + json.dumps({"qid": "1", "hits": [["d5", 9.0], ["d1", 8.0]]}) + "\n", encoding="utf-8")
 
@@ -98,7 +99,7 @@ def test_resume_skips_finished_queries(files, tiny_llama_folder, caplog):
     run = read_run(output)
     assert run.docids("1") == ["d5", "d1"]
     assert len(run["0019"]) == len(PASSAGES)
-    assert "1 of 3 queries already done" in caplog.text
+    assert "1 queries already done" in caplog.text
     assert not partial.exists()
 
 
@@ -243,3 +244,42 @@ def test_dear_stage_chains_both_models(files, tiny_llama_folder, tiny_chat_folde
     # Four head passages in windows of 3, step 2: [1, 4) then [0, 3), per query.
     assert len(records) == 2 * len(QUERIES)
     assert {record["qid"] for record in records} == set(QUERIES)
+
+
+def test_failed_model_load_leaves_no_partial(files, caplog):
+    output = files[0] / "never.trec"
+    assert rerank.main(rerank_args(files, files[0] / "no-such-model", output)) == 1
+    assert "no-such-model" in caplog.text
+    assert not output.exists()
+    assert not (files[0] / "never.trec.partial.jsonl").exists()
+
+
+def test_corrupt_partial_names_file(files, tiny_llama_folder, caplog):
+    output = files[0] / "corrupt.trec"
+    (files[0] / "corrupt.trec.partial.jsonl").write_text("garbage\n", encoding="utf-8")
+    assert rerank.main(rerank_args(files, tiny_llama_folder, output)) == 1
+    assert "corrupt.trec.partial.jsonl" in caplog.text
+    assert "delete it" in caplog.text
+
+
+@pytest.mark.parametrize("option", ["--hits", "--top-k", "--batch-size"])
+def test_non_positive_counts_rejected(files, tiny_llama_folder, option):
+    with pytest.raises(SystemExit):
+        rerank.main(rerank_args(files, tiny_llama_folder, files[0] / "x.trec", option, "0"))
+
+
+def test_output_folder_or_input_rejected(files, tiny_llama_folder):
+    with pytest.raises(SystemExit, match="is a folder"):
+        rerank.main(rerank_args(files, tiny_llama_folder, files[0]))
+    with pytest.raises(SystemExit, match="is the --input run"):
+        rerank.main(rerank_args(files, tiny_llama_folder, files[3]))
+
+
+def test_output_readable_by_others(files, tiny_llama_folder):
+    output = files[0] / "mode.trec"
+    old_umask = os.umask(0o022)
+    try:
+        assert rerank.main(rerank_args(files, tiny_llama_folder, output)) == 0
+    finally:
+        os.umask(old_umask)
+    assert output.stat().st_mode & 0o777 == 0o644
