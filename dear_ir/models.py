@@ -44,6 +44,9 @@ DEAR_CHECKPOINTS = {
 # (template, fixed 228-token padding, read-out at position 227; see pointwise.py).
 DEAR_MODEL_TYPES = {"llama"}
 
+# Module names of the classification heads that transformers adds to a base model.
+HEAD_NAMES = {"score", "classifier"}
+
 
 class ModelNotFoundError(FileNotFoundError):
     """A --model value that is neither an alias, a path nor a loadable hub id."""
@@ -170,6 +173,7 @@ def load_sequence_classifier(spec: str | ModelSource, dtype: str | None = None, 
     encoder) gets a freshly initialised head, which is fine for training and
     scores at random until trained. A PEFT adapter is applied on top of its base.
     """
+    import torch
     from transformers import AutoModelForSequenceClassification
 
     source = spec if isinstance(spec, ModelSource) else resolve_model(spec)
@@ -180,7 +184,19 @@ def load_sequence_classifier(spec: str | ModelSource, dtype: str | None = None, 
         kwargs["attn_implementation"] = attn_implementation
 
     logger.info("loading sequence classifier %s", source.spec)
-    model = AutoModelForSequenceClassification.from_pretrained(source.path, **kwargs)
+    # A base model gets a random head; a fixed seed makes its scores repeatable.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model, loading_info = AutoModelForSequenceClassification.from_pretrained(
+            source.path, output_loading_info=True, **kwargs
+        )
+    fresh_head = [key for key in loading_info.get("missing_keys", []) if key.split(".")[0] in HEAD_NAMES]
+    if fresh_head and not source.adapter:
+        logger.warning(
+            "%s has no trained relevance head (%s initialised at random with seed 0): its scores rank "
+            "at random until the model is trained, e.g. with python -m dear_ir.train pointwise",
+            source.spec, ", ".join(fresh_head),
+        )
     tokenizer = load_tokenizer(source)
 
     if source.adapter:
