@@ -2,6 +2,7 @@
 #
 #   make demo    install what is missing into .venv, then rerank real runs offline
 #   make test    install what is missing, then run the test suite
+#   make dl19 dl20 beir noveleval tables   the paper's tables (mk/tables.mk)
 #
 # Pipelines of single experiments live in mk/*.mk, included at the end.
 
@@ -59,6 +60,6 @@ runs/bm25.dl19.$(DEMO_MODEL).trec: | $(INSTALLED)
 		--corpus $(DL19_BM25)/retrieve_results_dl19.json
 
 clean-runs:
-	rm -f runs/*.trec runs/*.json runs/*.jsonl
+	rm -f runs/*.trec runs/*.json runs/*.jsonl runs/*.topics.tsv runs/tables.md
 
 -include mk/*.mk
