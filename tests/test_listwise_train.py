@@ -113,6 +113,43 @@ def test_train_lora_saves_adapter(tiny_llama_folder, rows, tmp_path):
     assert hasattr(model, "peft_config")
 
 
+def test_train_lora_last_layers_and_budget(tiny_llama_folder, rows, tmp_path):
+    data = write_rows(rows, tmp_path / "rows.jsonl")
+    config = ListwiseTrainingConfig(
+        data=[str(data)], model=str(tiny_llama_folder), output=str(tmp_path / "student"),
+        max_steps=50, rows_per_step=2, gradient_accumulation=1, bf16="no", show_progress=False,
+        logging_steps=1, save_steps=100, lora_layers=1, max_minutes=1e-6,
+    )
+    output = train_listwise(config)
+
+    metadata = json.loads((output / "dear_ir.json").read_text())
+    layers = transformers.AutoConfig.from_pretrained(tiny_llama_folder).num_hidden_layers
+    assert metadata["lora"]["layers"] == [layers - 1]
+    # The time budget stops training after the first step, with a checkpoint.
+    assert metadata["steps"] == 1
+    assert (output / "checkpoints" / "checkpoint-1").is_dir()
+    adapter = json.loads((output / "adapter_config.json").read_text())
+    assert adapter["layers_to_transform"] == [layers - 1]
+
+
+def test_train_resumes_from_checkpoint(tiny_llama_folder, rows, tmp_path, caplog):
+    data = write_rows(rows, tmp_path / "rows.jsonl")
+    settings = dict(
+        data=[str(data)], model=str(tiny_llama_folder), output=str(tmp_path / "student"),
+        max_steps=2, rows_per_step=2, gradient_accumulation=1, bf16="no", show_progress=False,
+        logging_steps=1, save_steps=2,
+    )
+    output = train_listwise(ListwiseTrainingConfig(**settings))
+    # Without the finished marker the run looks interrupted after its checkpoint.
+    (output / "dear_ir.json").unlink()
+
+    with caplog.at_level("INFO"):
+        train_listwise(ListwiseTrainingConfig(**{**settings, "max_steps": 3}))
+
+    assert "resuming from" in caplog.text
+    assert json.loads((output / "dear_ir.json").read_text())["steps"] == 3
+
+
 def test_gguf_flag_removed(tiny_llama_folder):
     from dear_ir.train.listwise import _without_gguf_flag
 

@@ -49,9 +49,11 @@ class ListwiseTrainingConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_targets: list[str] | None = None
+    lora_layers: int | None = None
     learning_rate: float = 1e-4
     epochs: float = 1.0
     max_steps: int = -1
+    max_minutes: float | None = None
     rows_per_step: int = 2
     gradient_accumulation: int = 4
     warmup_ratio: float = 0.1
@@ -116,6 +118,7 @@ class PaddingCollator:
 def build_student(config: ListwiseTrainingConfig):
     """Load the chat model and wrap it in LoRA adapters unless `full`; return (model, tokenizer)."""
     from dear_ir.models import load_causal_lm
+    from dear_ir.train.pointwise import _last_layers
 
     model, tokenizer = load_causal_lm(config.model)
     model = _without_gguf_flag(model)
@@ -136,6 +139,7 @@ def build_student(config: ListwiseTrainingConfig):
             lora_alpha=config.lora_alpha,
             lora_dropout=config.lora_dropout,
             target_modules=targets,
+            layers_to_transform=_last_layers(model, config.lora_layers),
         )
         model = get_peft_model(model, lora)
 
@@ -186,7 +190,7 @@ def train_listwise(config: ListwiseTrainingConfig) -> Path:
 
     from dear_ir.listwise.data import read_rows
     from dear_ir.models import METADATA_FILE
-    from dear_ir.train.pointwise import save_student
+    from dear_ir.train.pointwise import _last_layers, _make_trainer_class, save_student
 
     output = Path(config.output)
     if (output / METADATA_FILE).is_file() and not config.overwrite:
@@ -227,11 +231,13 @@ def train_listwise(config: ListwiseTrainingConfig) -> Path:
         dataloader_num_workers=0,
         disable_tqdm=not config.show_progress,
     )
+    _, TimeBudget = _make_trainer_class()
     trainer = Trainer(
         model=model,
         args=arguments,
         train_dataset=examples,
         data_collator=PaddingCollator(tokenizer.pad_token_id),
+        callbacks=[TimeBudget(config.max_minutes)] if config.max_minutes else [],
     )
 
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
@@ -249,6 +255,7 @@ def train_listwise(config: ListwiseTrainingConfig) -> Path:
             "lora": None if config.full else {
                 "r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
                 "targets": sorted(model.peft_config["default"].target_modules),
+                "layers": _last_layers(model, config.lora_layers),
             },
             "rows": len(rows),
             "examples": len(examples),
@@ -275,11 +282,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     adapters.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout")
     adapters.add_argument("--lora-targets", nargs="+", default=None,
                           help="module names LoRA adapts (default: every linear projection for LLaMA; PEFT's choice otherwise)")
+    adapters.add_argument("--lora-layers", type=int, default=None,
+                          help="adapt only the last N transformer layers, which spares the backward pass "
+                               "through the others (default: all layers)")
 
     optimisation = parser.add_argument_group("optimisation")
     optimisation.add_argument("--learning-rate", type=float, default=1e-4, help="peak learning rate")
     optimisation.add_argument("--epochs", type=float, default=1.0, help="passes over the rows")
     optimisation.add_argument("--max-steps", type=int, default=-1, help="optimizer steps; overrides --epochs when positive")
+    optimisation.add_argument("--max-minutes", type=float, default=None,
+                              help="stop with a checkpoint after this many minutes of training, counted from "
+                                   "this process's start, then save the student as finished")
     optimisation.add_argument("--rows-per-step", type=int, default=2, help="rows per device and forward pass")
     optimisation.add_argument("--gradient-accumulation", type=int, default=4, help="forward passes per optimizer step")
     optimisation.add_argument("--warmup-ratio", type=float, default=0.1, help="share of the steps spent in linear warmup")
@@ -304,7 +317,8 @@ def config_from_arguments(args: argparse.Namespace) -> ListwiseTrainingConfig:
     return ListwiseTrainingConfig(
         data=list(args.data), model=args.model, output=args.output, full=args.full,
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_targets=args.lora_targets,
-        learning_rate=args.learning_rate, epochs=args.epochs, max_steps=args.max_steps,
+        lora_layers=args.lora_layers, learning_rate=args.learning_rate, epochs=args.epochs,
+        max_steps=args.max_steps, max_minutes=args.max_minutes,
         rows_per_step=args.rows_per_step, gradient_accumulation=args.gradient_accumulation,
         warmup_ratio=args.warmup_ratio, max_length=args.max_length, max_grad_norm=args.max_grad_norm,
         bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing, seed=args.seed,
