@@ -161,6 +161,7 @@ def read_run(path: str | os.PathLike, max_hits: int | None = None) -> Run:
 
 
 def _split_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+    line_number = 0
     with open(path, encoding="utf-8", errors="strict") as handle:
         try:
             for line_number, line in enumerate(handle, start=1):
@@ -168,7 +169,11 @@ def _split_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
                 if fields:
                     yield line_number, fields
         except UnicodeDecodeError as error:
-            raise RunFormatError(f"{path}: not valid UTF-8 ({error})") from None
+            # The decoder reads ahead in blocks, so the bad byte is on a line after the last one read.
+            raise RunFormatError(
+                f"{path}: not valid UTF-8 after line {line_number} ({error.reason} at byte {error.start} of a block); "
+                "run ids must be UTF-8, so convert the file, e.g. with iconv"
+            ) from None
 
 
 def format_run(run: Run, tag: str) -> Iterable[str]:
