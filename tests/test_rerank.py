@@ -191,11 +191,11 @@ def test_smollm2_scores_dl19_candidates(tmp_path):
     output = tmp_path / "smollm2.trec"
     args = ["--stage", "pointwise", "--model", "smollm2", "--input", str(bm25 / "trec_results_dl19.txt"),
             "--corpus", str(bm25 / "retrieve_results_dl19.json"), "--topics", str(topics),
-            "--hits", "5", "--output", str(output), "--no-progress"]
+            "--hits", "2", "--output", str(output), "--no-progress"]
     assert rerank.main(args) == 0
     run = read_run(output)
     assert len(run) == 43
-    assert all(len(hits) == 5 for hits in run.values())
+    assert all(len(hits) == 2 for hits in run.values())
 
 
 @pytest.fixture
