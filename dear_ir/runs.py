@@ -313,7 +313,7 @@ class PartialRun:
             if self.finished:
                 details = ", ".join(f"{key}: {saved.get(key)!r} then, {self.settings.get(key)!r} now" for key in changed)
                 raise ValueError(
-                    f"{self.path} holds {len(self.finished)} queries done with other settings ({details}); "
+                    f"{self.path} contains {len(self.finished)} queries done with other settings ({details}); "
                     "rerun with the same settings to resume, or delete the file to start over"
                 )
             logger.info("%s finished no query; starting over with the new settings", self.path)
