@@ -1,7 +1,7 @@
 # Offline DeAR-L: SmolLM2-135M-Instruct reranks the MiniLM pointwise runs, zero-shot and
 # after LoRA fine-tuning on listwise windows ranked by qrels; then a report.
 #
-#   make listwise-offline        every step below, in the order of their cost
+#   make listwise-offline        every step below, NovelEval (the smallest set) first
 #   make listwise-zero-shot      SmolLM2 as released on NovelEval, DL19 and 50 SciFact queries
 #   make listwise-data           fine-tuning rows: SciFact-train and DL21 windows ranked by qrels
 #   make listwise-finetune       LoRA fine-tuning, checkpointed (LWO_TRAIN_STEPS, LWO_TRAIN_MINUTES)
@@ -23,12 +23,12 @@
 
 LWO := runs/listwise-offline
 LWO_MODEL ?= smollm2
-# Sized for a 2-core CPU: 3 windows per query ([10, 20), [5, 15), [0, 10)).
+# Small enough for a CPU: 3 windows per query ([10, 20), [5, 15), [0, 10)).
 LWO_WINDOW ?= 10
 LWO_STEP ?= 5
 LWO_RANK_END ?= 20
 LWO_MAX_WORDS ?= 100
-# A clean ranking of 10 passages is about 40 SmolLM2 tokens, because its tokenizer writes
+# A clean ranking of 10 passages is 40 SmolLM2 tokens and the end-of-turn token, because its tokenizer writes
 # each digit as a token; longer answers are cut at this limit and parsed as they are.
 LWO_MAX_NEW_TOKENS ?= 80
 LWO_CHUNK ?= 4
@@ -40,10 +40,12 @@ LWO_FIRST_TOKEN_SETS ?= noveleval
 # zero-shot or fine-tuned: the model that both sides of the first-token comparison use
 LWO_FIRST_TOKEN_MODEL ?= fine-tuned
 # Fine-tuning: LoRA on the last LWO_LORA_LAYERS of SmolLM2's 30 layers (the backward pass
-# stops there), 4 rows per optimizer step. LWO_TRAIN_MINUTES stops earlier, with a checkpoint.
+# stops there), 4 rows per optimizer step. Raising LWO_TRAIN_STEPS later continues from the
+# last checkpoint with a new cosine schedule, and the fine-tuned runs are then made again.
+# LWO_TRAIN_MINUTES, when set, stops one training process early with a checkpoint.
 LWO_LORA_LAYERS ?= 8
-LWO_TRAIN_STEPS ?= 12
-LWO_TRAIN_MINUTES ?= 45
+LWO_TRAIN_STEPS ?= 24
+LWO_TRAIN_MINUTES ?=
 LWO_LEARNING_RATE ?= 5e-4
 LWO_SAVE_STEPS ?= 2
 
@@ -57,6 +59,8 @@ LWO_FIRST_TOKEN := --window $(LWO_FT_WINDOW) --step $(LWO_FT_STEP) --rank-end $(
 LWO_RERANK = $(PY) -m dear_ir.rerank --stage listwise --no-progress \
 	--chunk-queries $(LWO_CHUNK) --listwise-batch-size $(LWO_CHUNK)
 LWO_FINETUNED := $(LWO)/smollm2-finetuned
+# Marks a fine-tuning that reached LWO_TRAIN_STEPS steps.
+LWO_TRAINED := $(LWO_FINETUNED)/trained-$(LWO_TRAIN_STEPS)-steps
 
 # Per set: the pointwise input run, the topics and passage source, and the qrels.
 lwo_input_noveleval := runs/noveleval.bm25.minilm.trec
@@ -94,22 +98,29 @@ $(LWO)/scifact50.minilm.trec: runs/scifact.bm25.minilm.trec
 	awk 'NR == FNR { keep[$$1] = 1; next } $$1 in keep' $(@:.trec=.qids) $< > $@.tmp
 	mv $@.tmp $@
 
+# A partial run made with an earlier fine-tuning is deleted, because resuming it would mix
+# two models under the same model path.
+lwo_drop_stale_partial = if [ -f $$@.partial.jsonl ] && [ $$@.partial.jsonl -ot $(LWO_TRAINED) ]; then rm $$@.partial.jsonl; fi
+
 # $(1): set, $(2): zero-shot or fine-tuned. A failed step shows the end of its log.
 define lwo_rerank_rules
-$(LWO)/$(1).$(2).trec: $(lwo_input_$(1)) $(if $(filter fine-tuned,$(2)),$(LWO_FINETUNED)/dear_ir.json) | $(INSTALLED)
+$(LWO)/$(1).$(2).trec: $(lwo_input_$(1)) $(if $(filter fine-tuned,$(2)),$(LWO_TRAINED)) | $(INSTALLED)
 	mkdir -p $(LWO)
+	$(if $(filter fine-tuned,$(2)),$(lwo_drop_stale_partial))
 	$(LWO_RERANK) --model $(lwo_model_$(2)) --input $$< $(lwo_source_$(1)) $(LWO_GENERATION) \
 		--output $$@ --reasoning-output $$(@:.trec=.reasoning.jsonl) >> $$(@:.trec=.log) 2>&1 \
 		|| { tail -n 20 $$(@:.trec=.log); exit 1; }
 
-$(LWO)/$(1).$(2).w$(LWO_FT_WINDOW).trec: $(lwo_input_$(1)) $(if $(filter fine-tuned,$(2)),$(LWO_FINETUNED)/dear_ir.json) | $(INSTALLED)
+$(LWO)/$(1).$(2).w$(LWO_FT_WINDOW).trec: $(lwo_input_$(1)) $(if $(filter fine-tuned,$(2)),$(LWO_TRAINED)) | $(INSTALLED)
 	mkdir -p $(LWO)
+	$(if $(filter fine-tuned,$(2)),$(lwo_drop_stale_partial))
 	$(LWO_RERANK) --model $(lwo_model_$(2)) --input $$< $(lwo_source_$(1)) $(LWO_FIRST_TOKEN) \
 		--output $$@ --reasoning-output $$(@:.trec=.reasoning.jsonl) >> $$(@:.trec=.log) 2>&1 \
 		|| { tail -n 20 $$(@:.trec=.log); exit 1; }
 
-$(LWO)/$(1).$(2).w$(LWO_FT_WINDOW).first-token.trec: $(lwo_input_$(1)) $(if $(filter fine-tuned,$(2)),$(LWO_FINETUNED)/dear_ir.json) | $(INSTALLED)
+$(LWO)/$(1).$(2).w$(LWO_FT_WINDOW).first-token.trec: $(lwo_input_$(1)) $(if $(filter fine-tuned,$(2)),$(LWO_TRAINED)) | $(INSTALLED)
 	mkdir -p $(LWO)
+	$(if $(filter fine-tuned,$(2)),$(lwo_drop_stale_partial))
 	$(LWO_RERANK) --model $(lwo_model_$(2)) --input $$< $(lwo_source_$(1)) $(LWO_FIRST_TOKEN) --first-token \
 		--output $$@ --reasoning-output $$(@:.trec=.reasoning.jsonl) >> $$(@:.trec=.log) 2>&1 \
 		|| { tail -n 20 $$(@:.trec=.log); exit 1; }
@@ -140,16 +151,20 @@ $(LWO)/train.jsonl: $(LWO)/train.scifact.jsonl $(LWO)/train.dl21.jsonl
 
 listwise-data: $(LWO)/train.jsonl
 
-# dear_ir.json is written last, so it marks a finished fine-tuning.
-$(LWO_FINETUNED)/dear_ir.json: $(LWO)/train.jsonl
+# --overwrite trains past a finished student: training resumes from the last checkpoint and
+# runs to LWO_TRAIN_STEPS.
+$(LWO_TRAINED): $(LWO)/train.jsonl
 	$(PY) -m dear_ir.train listwise --data $< --model $(LWO_MODEL) --output $(LWO_FINETUNED) \
-		--lora-layers $(LWO_LORA_LAYERS) --learning-rate $(LWO_LEARNING_RATE) \
-		--max-steps $(LWO_TRAIN_STEPS) --max-minutes $(LWO_TRAIN_MINUTES) \
+		--lora-layers $(LWO_LORA_LAYERS) --learning-rate $(LWO_LEARNING_RATE) --max-steps $(LWO_TRAIN_STEPS) \
+		$(if $(LWO_TRAIN_MINUTES),--max-minutes $(LWO_TRAIN_MINUTES)) \
 		--rows-per-step 1 --gradient-accumulation 4 --max-length 4096 \
-		--save-steps $(LWO_SAVE_STEPS) --logging-steps 1 --no-progress \
+		--save-steps $(LWO_SAVE_STEPS) --logging-steps 1 --no-progress --overwrite \
 		>> $(LWO)/finetune.log 2>&1 || { tail -n 20 $(LWO)/finetune.log; exit 1; }
+	$(PY) -c 'import json, sys; steps = json.load(open(sys.argv[1]))["steps"]; sys.exit(steps < $(LWO_TRAIN_STEPS))' \
+		$(LWO_FINETUNED)/dear_ir.json || { echo "fine-tuning stopped before $(LWO_TRAIN_STEPS) steps; run make again to go on"; exit 1; }
+	touch $@
 
-listwise-finetune: $(LWO_FINETUNED)/dear_ir.json
+listwise-finetune: $(LWO_TRAINED)
 
 listwise-report: | $(INSTALLED)
 	@$(PY) -m dear_ir.listwise.report \

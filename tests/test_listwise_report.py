@@ -172,6 +172,16 @@ def test_main_writes_report(tmp_path, input_run, capsys):
     assert "2/2 (100.0%)" in output.read_text()
 
 
+def test_main_reports_missing_input(tmp_path, capsys):
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("q1 0 d3 1\n")
+
+    code = main(["--set", "set", str(qrels), str(tmp_path / "absent.trec"), str(tmp_path / "set.zero-shot.trec")])
+
+    assert code == 0
+    assert "input run" in capsys.readouterr().out
+
+
 def test_main_rejects_bad_relevance_level(tmp_path, input_run):
     with pytest.raises(SystemExit):
         main(["--set", "set", "q.txt", str(input_run), "x.trec", "--relevance-level", "dl19"])

@@ -326,7 +326,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--set needs NAME QRELS INPUT_RUN LISTWISE_RUN..., got {spec}")
         name, qrels_path, input_path, *listwise_paths = spec
         if not Path(input_path).is_file():
-            raise SystemExit(f"error: input run of set {name} not found: {input_path}")
+            # The input run comes first in a pipeline, so its listwise runs do not exist yet either.
+            set_table += [{"set": name, "run": Path(path).name, "status": f"input run {input_path} missing"}
+                          for path in listwise_paths]
+            continue
         set_table += set_rows(name, load_qrels(qrels_path), read_run(input_path), listwise_paths,
                               args.metrics, levels.get(name, 1))
 
