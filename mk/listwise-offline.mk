@@ -28,8 +28,9 @@ LWO_WINDOW ?= 10
 LWO_STEP ?= 5
 LWO_RANK_END ?= 20
 LWO_MAX_WORDS ?= 100
-# A clean ranking of 10 passages is 40 SmolLM2 tokens and the end-of-turn token, because its tokenizer writes
-# each digit as a token; longer answers are cut at this limit and parsed as they are.
+# A clean ranking of 10 passages is 40 SmolLM2 tokens plus the end-of-turn token, because
+# its tokenizer writes each digit as a token. Longer answers are cut at this limit and
+# parsed as they are.
 LWO_MAX_NEW_TOKENS ?= 80
 LWO_CHUNK ?= 4
 # First-token ranking reads one token per identifier after "[", and SmolLM2 splits "10"
