@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--queries", type=int, default=43, help="DL19 queries to score (100 pairs each)")
     parser.add_argument("--fp32-queries", type=int, default=3, help="queries for the fp32 ranking comparison")
-    parser.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass at most")
+    parser.add_argument("--batch-size", type=int, default=128, help="pairs per forward pass at most")
     parser.add_argument("--max-batch-tokens", type=int, default=8192, help="padded tokens per forward pass at most")
     parser.add_argument("--scifact-run", default=None, help="SciFact BM25 top-200 run for the scaling measurement")
     parser.add_argument("--scaling-queries", type=int, default=5, help="SciFact queries for the scaling measurement")
