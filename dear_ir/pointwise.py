@@ -31,9 +31,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +123,7 @@ def apply_dear_convention(model, tokenizer) -> None:
 
     DeAR checkpoints keep `config.pad_token_id = 0` while padding with EOS, so
     that pooling (last token whose id is not `pad_token_id`) lands on the final
-    pad slot. Setting the same on other LLaMA models (SmolLM2's config says 2,
+    pad slot. Setting the same on other LLaMA models (SmolLM2's config sets 2,
     its EOS) lets the Trainer's forward pass and this module's read-out agree.
     """
     from dear_ir.models import base_model
@@ -258,8 +261,6 @@ class CrossEncoderScorer:
         return dear_logits_compact(self.model, sequences, dear_pad_token_id(self.tokenizer), self.device)
 
     def _forward_standard(self, sequences, indexes):
-        import torch
-
         features = [{"input_ids": s} for s in sequences]
         if getattr(self, "_token_type_ids", None) is not None:
             for feature, index in zip(features, indexes):
@@ -300,49 +301,82 @@ def dear_logits_fixed(model, sequences: list[list[int]], pad_token_id: int, devi
     return head(hidden[:, DEAR_READOUT_POSITION])[:, 0]
 
 
+def dear_forward_inputs(sequences: Sequence[Sequence[int]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Return forward-pass inputs that read each pair's DeAR logit at position id 227.
+
+    Row i has its L real tokens (position ids 0..L-1, causal attention), then
+    the pad token at position id 227, which attends to the L real tokens and not
+    to itself, as the fixed 228-token form's attention mask makes it. Shorter
+    rows are filled with token id 0, each filler attending only to itself so
+    that no softmax row is empty. Hugging Face pools at the last token whose id
+    differs from `config.pad_token_id`, which DeAR keeps at 0, so the pooled
+    token is the read-out slot and never a filler.
+
+    `attention_mask` is boolean, (batch, 1, width, width), True where attention
+    is allowed. `additive_attention_mask` turns it into the form the model takes.
+    """
+    import torch
+
+    if pad_token_id == 0:
+        raise ValueError("the DeAR pad token must not be id 0, which marks filler slots")
+    batch_size = len(sequences)
+    lengths = torch.tensor([len(sequence) for sequence in sequences])
+    if int(lengths.max()) > DEAR_READOUT_POSITION:
+        raise ValueError(f"a pair of {int(lengths.max())} tokens exceeds the DeAR limit of {DEAR_READOUT_POSITION}")
+    width = int(lengths.max()) + 1
+
+    input_ids = torch.zeros((batch_size, width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = torch.tensor(list(sequence), dtype=torch.long)
+        input_ids[row, len(sequence)] = pad_token_id
+
+    slots = torch.arange(width)[None, :]
+    length = lengths[:, None]
+    position_ids = torch.where(slots < length, slots, torch.zeros_like(slots))
+    position_ids = torch.where(slots == length, torch.full_like(position_ids, DEAR_READOUT_POSITION), position_ids)
+
+    query, key = slots[:, :, None], slots[:, None, :]
+    length = lengths[:, None, None]
+    among_real = (key <= query) & (query < length)
+    readout_row = (query == length) & (key < length)
+    filler_row = (query > length) & (key == query)
+    allowed = (among_real | readout_row | filler_row)[:, None]
+    return {"input_ids": input_ids, "attention_mask": allowed, "position_ids": position_ids}
+
+
+def additive_attention_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Return 0 where attention is allowed and the dtype's minimum elsewhere.
+
+    Eager attention adds the mask to the scores, so a boolean mask would be
+    wrong there. transformers passes a 4D mask to the attention unchanged.
+    """
+    import torch
+
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+        ~allowed, torch.finfo(dtype).min
+    )
+
+
 def dear_logits_compact(model, sequences: list[list[int]], pad_token_id: int, device="cpu"):
     """Return the same logits as `dear_logits_fixed` from the real tokens plus one read-out slot.
 
-    Each row holds its L real tokens (positions 0..L-1, causal), then the pad
-    token at position id 227 which attends to the L real tokens but not to
-    itself, as the fixed form's attention mask makes it. Rows shorter than the
-    batch fill up with slots that attend only to themselves, so that no softmax
-    row is empty; nothing reads them.
+    The inputs come from `dear_forward_inputs`; the score head runs on the
+    read-out slot of each row only.
     """
     import torch
 
     backbone, head = _backbone_and_head(model)
     dtype = next(backbone.parameters()).dtype
-    batch_size = len(sequences)
-    lengths = torch.tensor([len(s) for s in sequences])
-    width = int(lengths.max()) + 1
-
-    input_ids = torch.full((batch_size, width), pad_token_id, dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        input_ids[row, : len(sequence)] = torch.tensor(sequence)
-
-    slots = torch.arange(width)
-    length = lengths[:, None]
-    readout = slots[None, :] == length
-    position_ids = torch.where(slots[None, :] < length, slots[None, :], torch.zeros_like(slots[None, :]))
-    position_ids = torch.where(readout, torch.full_like(position_ids, DEAR_READOUT_POSITION), position_ids)
-
-    query, key = slots[None, :, None], slots[None, None, :]
-    length = lengths[:, None, None]
-    among_real = (key <= query) & (query < length)
-    readout_row = (query == length) & (key < length)
-    filler_row = (query > length) & (key == query)
-    allowed = among_real | readout_row | filler_row
-    # An additive mask (0 to attend, the dtype's minimum to hide) works for both
-    # eager and SDPA attention; transformers passes a 4D mask through unchanged.
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+    inputs = dear_forward_inputs(sequences, pad_token_id)
+    mask = additive_attention_mask(inputs["attention_mask"], dtype)
 
     hidden = backbone(
-        input_ids=input_ids.to(device),
+        input_ids=inputs["input_ids"].to(device),
         attention_mask=mask.to(device),
-        position_ids=position_ids.to(device),
+        position_ids=inputs["position_ids"].to(device),
     ).last_hidden_state
-    readout_hidden = hidden[torch.arange(batch_size), lengths.to(hidden.device)]
+    lengths = torch.tensor([len(s) for s in sequences], device=hidden.device)
+    readout_hidden = hidden[torch.arange(len(sequences), device=hidden.device), lengths]
     return head(readout_hidden)[:, 0]
 
 
