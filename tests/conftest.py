@@ -80,3 +80,14 @@ def smollm2_tokenizer_folder(pytestconfig) -> Path:
         gguf = next(folder.glob("*.gguf"))
         AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name).save_pretrained(cache)
     return cache
+
+
+def tiny_chat_config(tokenizer, max_position_embeddings: int = 4096):
+    """A `LlamaConfig` for a tiny random chat model over `tokenizer`'s vocabulary."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=max_position_embeddings,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )

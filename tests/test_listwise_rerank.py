@@ -11,6 +11,7 @@ from dear_ir.candidates import Candidates, Passage
 from dear_ir.listwise.first_token import identifier_token_ids
 from dear_ir.listwise.prompt import build_messages, render_prompt
 from dear_ir.listwise.rerank import ListwiseReranker
+from tests.conftest import tiny_chat_config
 
 transformers = pytest.importorskip("transformers")
 
@@ -240,17 +241,7 @@ def test_identifier_tokens_multi_digit():
 @pytest.fixture(scope="module")
 def tiny_llama(tokenizer):
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=4096,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = tiny_chat_config(tokenizer)
     model = transformers.LlamaForCausalLM(config)
     # Sampling options as an instruct model's generation config may set them.
     model.generation_config.do_sample = True

@@ -10,6 +10,7 @@ from dear_ir.candidates import Candidates, Passage
 from dear_ir.listwise.data import build_rows, write_rows
 from dear_ir.listwise.prompt import IGNORE_INDEX
 from dear_ir.train.listwise import ListwiseTrainingConfig, PaddingCollator, encode_rows, train_listwise
+from tests.conftest import tiny_chat_config
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
@@ -34,17 +35,7 @@ def rows():
 @pytest.fixture(scope="module")
 def tiny_llama_folder(tokenizer, tmp_path_factory):
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=2048,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = tiny_chat_config(tokenizer, max_position_embeddings=2048)
     folder = tmp_path_factory.mktemp("tiny-llama")
     transformers.LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

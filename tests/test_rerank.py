@@ -11,7 +11,7 @@ import torch
 
 from dear_ir import rerank
 from dear_ir.runs import read_run
-from tests.conftest import data_file, tiny_llama_config
+from tests.conftest import data_file, tiny_chat_config, tiny_llama_config
 
 QUERIES = {"1": "what is wifi", "0019": "how do goldfish grow", "-5": "why is water"}
 PASSAGES = {
@@ -201,14 +201,12 @@ def test_smollm2_scores_dl19_candidates(tmp_path):
 @pytest.fixture
 def tiny_chat_folder(tmp_path, smollm2_tokenizer_folder):
     """A tiny random `LlamaForCausalLM` saved with the offline SmolLM2 tokenizer and its chat template."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_folder)
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = tiny_chat_config(tokenizer)
     folder = tmp_path / "tiny-chat"
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
