@@ -15,8 +15,8 @@ Training reads teacher logits from the dumps and never loads the teacher. It
 runs on the Hugging Face Trainer, so `torchrun` or `accelerate launch` spread
 it over several GPUs with no code here. Checkpoints go to OUTPUT/checkpoints
 and a restart resumes from the latest. The finished folder contains the adapter
-(or the full model), the tokenizer and `dear_ir.json`, which tells
-`dear_ir.rerank` the base model and input convention to score with.
+(or the full model), the tokenizer and `dear_ir.json`, from which
+`dear_ir.rerank` reads the base model and input convention to score with.
 """
 
 from __future__ import annotations
@@ -519,7 +519,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     optimisation.add_argument("--max-length", type=int, default=None, help="tokens per pair for students outside the DeAR convention (default: the tokenizer's limit, at most 512)")
     optimisation.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     housekeeping.add_argument("--max-groups", type=int, default=None, help="train on the first N groups only, for smoke tests")
-    housekeeping.add_argument("--overwrite", action="store_true", help="train again even when OUTPUT holds a finished student")
+    housekeeping.add_argument("--overwrite", action="store_true", help="train again even when OUTPUT contains a finished student")
 
 
 def config_from_arguments(args: argparse.Namespace) -> PointwiseTrainingConfig:
