@@ -94,6 +94,29 @@ def test_train_lora_saves_adapter(tiny_llama_folder, rows, tmp_path):
     assert hasattr(model, "peft_config")
 
 
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no bfloat16 instructions")
+def test_bf16_yes_trains_on_a_cpu_with_bf16_instructions(rows, tiny_llama_folder, tmp_path):
+    data = write_rows(rows, tmp_path / "rows.jsonl")
+    config = ListwiseTrainingConfig(
+        data=[str(data)], model=str(tiny_llama_folder), output=str(tmp_path / "student"),
+        max_steps=2, rows_per_step=2, gradient_accumulation=1, bf16="yes", show_progress=False,
+        logging_steps=1, save_steps=100,
+    )
+    metadata = json.loads((train_listwise(config) / "dear_ir.json").read_text())
+    assert metadata["steps"] == 2
+    assert math.isfinite(metadata["train_loss"])
+
+
+def test_bf16_yes_is_refused_without_bf16_hardware(monkeypatch):
+    from dear_ir.train.pointwise import bf16_arguments
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with pytest.raises(ValueError, match="--bf16 yes needs"):
+        bf16_arguments("yes")
+    assert bf16_arguments("auto") == {"bf16": False, "use_cpu": False}
+
+
 def test_train_lora_last_layers_and_budget(tiny_llama_folder, rows, tmp_path):
     data = write_rows(rows, tmp_path / "rows.jsonl")
     config = ListwiseTrainingConfig(

@@ -174,15 +174,6 @@ def _without_gguf_flag(model):
     return plain
 
 
-def _use_bf16(setting: str) -> bool:
-    import torch
-
-    available = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if setting == "yes" and not available:
-        raise ValueError("--bf16 yes needs a GPU with bfloat16 support; use --bf16 auto or no")
-    return available if setting == "auto" else setting == "yes"
-
-
 def train_listwise(config: ListwiseTrainingConfig) -> Path:
     """Fine-tune a listwise student and save it with its `dear_ir.json`; return the folder."""
     from transformers import Trainer, TrainingArguments, set_seed
@@ -190,7 +181,7 @@ def train_listwise(config: ListwiseTrainingConfig) -> Path:
 
     from dear_ir.listwise.data import read_rows
     from dear_ir.models import METADATA_FILE
-    from dear_ir.train.pointwise import _last_layers, _make_trainer_class, save_student
+    from dear_ir.train.pointwise import _last_layers, _make_trainer_class, bf16_arguments, save_student
 
     output = Path(config.output)
     if (output / METADATA_FILE).is_file() and not config.overwrite:
@@ -220,7 +211,7 @@ def train_listwise(config: ListwiseTrainingConfig) -> Path:
         warmup_steps=config.warmup_ratio,
         lr_scheduler_type="cosine",
         max_grad_norm=config.max_grad_norm,
-        bf16=_use_bf16(config.bf16),
+        **bf16_arguments(config.bf16),
         logging_steps=config.logging_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
@@ -299,7 +290,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     optimisation.add_argument("--max-length", type=int, default=5000, help="tokens per row at most; longer rows are skipped")
     optimisation.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping norm")
     optimisation.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
-                              help="bfloat16 mixed precision (auto: on a GPU that supports it)")
+                              help="bfloat16 mixed precision (auto: on a GPU that supports it; yes: also on a CPU with bf16 instructions)")
     optimisation.add_argument("--gradient-checkpointing", action="store_true",
                               help="recompute activations in the backward pass to save memory")
     optimisation.add_argument("--seed", type=int, default=42, help="seed of initialisation and shuffling")
