@@ -33,6 +33,10 @@ LWO_MAX_WORDS ?= 100
 # parsed as they are.
 LWO_MAX_NEW_TOKENS ?= 80
 LWO_CHUNK ?= 4
+# bfloat16 runs matrix products about twice as fast as float32 on CPUs with AVX512-BF16 or
+# AMX (and on GPUs); set LWO_DTYPE=float32 and LWO_BF16=no where the CPU lacks them.
+LWO_DTYPE ?= bfloat16
+LWO_BF16 ?= yes
 # First-token ranking reads one token per identifier after "[", and SmolLM2 splits "10"
 # into "1" "0", so its windows hold at most 9 passages (dear_ir.listwise.first_token).
 LWO_FT_WINDOW ?= 9
@@ -57,7 +61,7 @@ LWO_GENERATION := --window $(LWO_WINDOW) --step $(LWO_STEP) --rank-end $(LWO_RAN
 	--max-words $(LWO_MAX_WORDS) --max-new-tokens $(LWO_MAX_NEW_TOKENS)
 LWO_FIRST_TOKEN := --window $(LWO_FT_WINDOW) --step $(LWO_FT_STEP) --rank-end $(LWO_RANK_END) \
 	--max-words $(LWO_MAX_WORDS) --max-new-tokens $(LWO_MAX_NEW_TOKENS)
-LWO_RERANK = $(PY) -m dear_ir.rerank --stage listwise --no-progress \
+LWO_RERANK = $(PY) -m dear_ir.rerank --stage listwise --no-progress --dtype $(LWO_DTYPE) \
 	--chunk-queries $(LWO_CHUNK) --listwise-batch-size $(LWO_CHUNK)
 LWO_FINETUNED := $(LWO)/smollm2-finetuned
 # Marks a fine-tuning that reached LWO_TRAIN_STEPS steps.
@@ -158,7 +162,7 @@ $(LWO_TRAINED): $(LWO)/train.jsonl
 	$(PY) -m dear_ir.train listwise --data $< --model $(LWO_MODEL) --output $(LWO_FINETUNED) \
 		--lora-layers $(LWO_LORA_LAYERS) --learning-rate $(LWO_LEARNING_RATE) --max-steps $(LWO_TRAIN_STEPS) \
 		$(if $(LWO_TRAIN_MINUTES),--max-minutes $(LWO_TRAIN_MINUTES)) \
-		--rows-per-step 1 --gradient-accumulation 4 --max-length 4096 \
+		--rows-per-step 1 --gradient-accumulation 4 --max-length 4096 --bf16 $(LWO_BF16) \
 		--save-steps $(LWO_SAVE_STEPS) --logging-steps 1 --no-progress --overwrite \
 		>> $(LWO)/finetune.log 2>&1 || { tail -n 20 $(LWO)/finetune.log; exit 1; }
 	$(PY) -c 'import json, sys; steps = json.load(open(sys.argv[1]))["steps"]; sys.exit(steps < $(LWO_TRAIN_STEPS))' \

@@ -95,7 +95,7 @@ def test_train_lora_saves_adapter(tiny_llama_folder, rows, tmp_path):
 
 
 @pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no bfloat16 instructions")
-def test_bf16_yes_trains_on_a_cpu_with_bf16_instructions(rows, tiny_llama_folder, tmp_path):
+def test_bf16_training_on_cpu(rows, tiny_llama_folder, tmp_path):
     data = write_rows(rows, tmp_path / "rows.jsonl")
     config = ListwiseTrainingConfig(
         data=[str(data)], model=str(tiny_llama_folder), output=str(tmp_path / "student"),
@@ -107,12 +107,12 @@ def test_bf16_yes_trains_on_a_cpu_with_bf16_instructions(rows, tiny_llama_folder
     assert math.isfinite(metadata["train_loss"])
 
 
-def test_bf16_yes_is_refused_without_bf16_hardware(monkeypatch):
+def test_bf16_rejected_without_hardware(monkeypatch):
     from dear_ir.train.pointwise import bf16_arguments
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    with pytest.raises(ValueError, match="--bf16 yes needs"):
+    with pytest.raises(ValueError, match="--bf16 yes is invalid"):
         bf16_arguments("yes")
     assert bf16_arguments("auto") == {"bf16": False, "use_cpu": False}
 
