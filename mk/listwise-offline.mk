@@ -33,6 +33,10 @@ LWO_MAX_WORDS ?= 100
 # parsed as they are.
 LWO_MAX_NEW_TOKENS ?= 80
 LWO_CHUNK ?= 4
+# One window per forward pass: a batch of prompts needs a padding mask, which sends SDPA to
+# its masked kernel, about half as fast on a CPU as the causal one for 1,800-token prompts
+# (4 prompts, one layer, one thread: 0.47 against 0.27 s).
+LWO_BATCH ?= 1
 # bfloat16 runs matrix products about twice as fast as float32 on CPUs with AVX512-BF16 or
 # AMX (and on GPUs); set LWO_DTYPE=float32 and LWO_BF16=no where the CPU lacks them.
 LWO_DTYPE ?= bfloat16
@@ -62,7 +66,7 @@ LWO_GENERATION := --window $(LWO_WINDOW) --step $(LWO_STEP) --rank-end $(LWO_RAN
 LWO_FIRST_TOKEN := --window $(LWO_FT_WINDOW) --step $(LWO_FT_STEP) --rank-end $(LWO_RANK_END) \
 	--max-words $(LWO_MAX_WORDS) --max-new-tokens $(LWO_MAX_NEW_TOKENS)
 LWO_RERANK = $(PY) -m dear_ir.rerank --stage listwise --no-progress --dtype $(LWO_DTYPE) \
-	--chunk-queries $(LWO_CHUNK) --listwise-batch-size $(LWO_CHUNK)
+	--chunk-queries $(LWO_CHUNK) --listwise-batch-size $(LWO_BATCH)
 LWO_FINETUNED := $(LWO)/smollm2-finetuned
 # Marks a fine-tuning that reached LWO_TRAIN_STEPS steps.
 LWO_TRAINED := $(LWO_FINETUNED)/trained-$(LWO_TRAIN_STEPS)-steps
