@@ -32,7 +32,7 @@ STAGES = ("pointwise", "listwise", "dear")
 # a partial run may resume with other values of these.
 RESUMABLE_CHANGES = {
     "no_progress", "log_level", "output", "chunk_queries", "batch_size", "max_batch_tokens",
-    "listwise_batch_size", "reasoning_output", "device",
+    "listwise_batch_size", "reasoning_output", "device", "stop_when_ranked",
 }
 POINTWISE_SETTINGS = {"scorer", "padding", "top_k", "pointwise_model"}
 LISTWISE_SETTINGS = {
@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     listwise.add_argument("--seed", type=int, default=0, help="sampling seed")
     listwise.add_argument("--first-token", action="store_true",
                           help="rank each window from the first generated token's logits (one forward pass)")
+    listwise.add_argument("--stop-when-ranked", action=argparse.BooleanOptionalAction, default=True,
+                          help="end generation once the answer names every passage of the window; "
+                               "the ranking is the same, because later identifiers would be dropped as repeats")
     listwise.add_argument("--listwise-batch-size", type=positive_int, default=1,
                           help="queries whose next windows go through the model together")
     listwise.add_argument("--reasoning-output", default=None,
@@ -170,7 +173,7 @@ def load_listwise(args, model: str, rank_end: int):
         causal_lm, tokenizer, window=args.window, step=args.step, rank_end=rank_end,
         max_words=args.max_words, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
         temperature=args.temperature, top_p=args.top_p, seed=args.seed, first_token=args.first_token,
-        batch_size=args.listwise_batch_size,
+        batch_size=args.listwise_batch_size, stop_when_ranked=args.stop_when_ranked,
     )
 
 

@@ -78,7 +78,14 @@ class ScriptedModel:
             answers.append((answer_ids + [eos_token_id[0]])[:max_new_tokens])
         width = max(len(answer) for answer in answers)
         padded = [answer + [pad_token_id] * (width - len(answer)) for answer in answers]
-        return torch.cat([input_ids, torch.tensor(padded, dtype=torch.long)], dim=1)
+        generated = torch.cat([input_ids, torch.tensor(padded, dtype=torch.long)], dim=1)
+        # As generate does, ask the stopping criteria after each token and end when every row is done.
+        criteria = options.get("stopping_criteria")
+        for length in range(1, width + 1):
+            prefix = generated[:, : input_ids.shape[1] + length]
+            if criteria and criteria(prefix, None).all():
+                return prefix
+        return generated
 
     def __call__(self, input_ids, attention_mask, position_ids, logits_to_keep=0):
         # Each prompt ends with the answer's "[" that the reranker appends.
@@ -177,6 +184,45 @@ def test_rerank_repairs_answers(tokenizer, answer, order, repairs):
     assert reranker.stats.repaired_windows == 1
     assert dict(reranker.stats.repairs) == repairs
     assert_strictly_decreasing(reranked)
+
+
+@pytest.mark.parametrize("stop_when_ranked, raw_answer, repairs", [
+    (True, "[2] > [1] > [3]", {}),
+    (False, "[2] > [1] > [3] > [2] > [1]", {"duplicate": 2}),
+])
+def test_stop_when_ranked_same_order(tokenizer, stop_when_ranked, raw_answer, repairs):
+    model = ScriptedModel(tokenizer, answer=lambda passages: "[2] > [1] > [3] > [2] > [1]")
+    reranker = ListwiseReranker(model, tokenizer, stop_when_ranked=stop_when_ranked)
+    reranked = reranker.rerank(make_candidates([0, 0, 0]))
+
+    assert docids(reranked) == ["d1", "d0", "d2"]
+    assert reranker.records[0]["raw_answer"] == raw_answer
+    assert reranker.records[0]["repairs"] == repairs
+
+
+def test_stop_when_ranked_skips_reasoning(tokenizer):
+    # Identifiers inside <think> name passages under discussion, so they must not stop generation.
+    answer = "<think>[1] [2] [3] all mention it.</think> [3] > [1] > [2]"
+    model = ScriptedModel(tokenizer, answer=lambda passages: answer)
+    reranker = ListwiseReranker(model, tokenizer)
+    reranked = reranker.rerank(make_candidates([0, 0, 0]))
+
+    assert reranker.records[0]["raw_answer"] == answer
+    assert docids(reranked) == ["d2", "d0", "d1"]
+
+
+def test_stop_when_ranked_batch_rows(tokenizer):
+    # One row stops early; the other ends at its end-of-sequence token.
+    answers = {"passage d0 grade 1": "[1] > [2] > [1] > [2]", "passage d0 grade 0": "[2]"}
+    model = ScriptedModel(tokenizer, answer=lambda passages: answers[passages[0]])
+    reranker = ListwiseReranker(model, tokenizer, batch_size=2)
+    reranker.rerank_all([make_candidates([1, 0], qid="q1"), make_candidates([0, 0], qid="q2")], progress=False)
+
+    records = {record["qid"]: record for record in reranker.records}
+    assert records["q1"]["raw_answer"] == "[1] > [2]"
+    assert records["q1"]["repairs"] == {}
+    assert records["q2"]["raw_answer"] == "[2]"
+    assert records["q2"]["repairs"] == {"missing": 1}
 
 
 def test_rerank_sidecar_records(tokenizer, tmp_path):

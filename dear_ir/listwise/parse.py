@@ -125,3 +125,25 @@ def parse_answer(text: str, count: int) -> ParsedAnswer:
     order.extend(missing)
 
     return ParsedAnswer(order=order, answer=answer, reasoning=reasoning, repairs=repairs)
+
+
+def names_every_passage(text: str, count: int) -> bool:
+    """Return True when the answer part of a model output names each of `count` passages as ``[i]``.
+
+    Parsing keeps the first mention of each identifier and drops later ones, so
+    from this point on more text cannot change the ranking, unless it contains a
+    further ``</think>``, after which only the text that follows it is read.
+    Only bracketed identifiers count, because a bare ``1`` may be the start of ``10``.
+
+    >>> names_every_passage("[2] > [1] > [3]", 3)
+    True
+    >>> names_every_passage("[2] > [1] > [1", 3)
+    False
+    >>> names_every_passage("<think>[1] [2] [3] all matter", 3)
+    False
+    """
+    _, answer, closed = split_reasoning(text)
+    if not closed or not answer:
+        return False
+    named = {int(match) for match in _BRACKETED_ID.findall(answer)}
+    return named.issuperset(range(1, count + 1))

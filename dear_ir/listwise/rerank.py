@@ -41,10 +41,11 @@ from typing import Callable, Iterable
 
 import torch
 from tqdm import tqdm
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from dear_ir.candidates import Candidates
 from dear_ir.listwise.first_token import ANSWER_PREFIX, identifier_token_ids, rank_by_logits
-from dear_ir.listwise.parse import parse_answer
+from dear_ir.listwise.parse import names_every_passage, parse_answer
 from dear_ir.listwise.prompt import DEFAULT_MAX_WORDS, build_messages, render_prompt
 from dear_ir.listwise.windows import sliding_windows
 from dear_ir.runs import atomic_write_lines, strictly_decreasing
@@ -142,6 +143,7 @@ class ListwiseReranker:
         seed: int = 0,
         first_token: bool = False,
         batch_size: int = 1,
+        stop_when_ranked: bool = True,
     ):
         sliding_windows(0, window, step, rank_end)  # validates the window arguments
         if max_new_tokens < 1:
@@ -162,6 +164,7 @@ class ListwiseReranker:
         self.seed = seed
         self.first_token = first_token
         self.batch_size = batch_size
+        self.stop_when_ranked = stop_when_ranked
 
         self.stats = RerankStats()
         self.records: list[dict] = []
@@ -349,7 +352,10 @@ class ListwiseReranker:
         return rankings
 
     def _run_generation(self, jobs: list[_Job]) -> list[list[int]]:
-        outputs = self._generate([job.prompt_ids for job in jobs], jobs[0].record["qid"], jobs[0].window_index)
+        outputs = self._generate(
+            [job.prompt_ids for job in jobs], [len(job.positions) for job in jobs],
+            jobs[0].record["qid"], jobs[0].window_index,
+        )
         rankings = []
         for job, new_ids in zip(jobs, outputs):
             # Special tokens stay in the text in case <think> is one; only the stop token goes.
@@ -411,7 +417,9 @@ class ListwiseReranker:
         return input_ids.to(self.model.device), attention_mask.to(self.model.device)
 
     @torch.inference_mode()
-    def _generate(self, prompts: list[list[int]], qid: str, window_index: int) -> list[list[int]]:
+    def _generate(
+        self, prompts: list[list[int]], counts: list[int], qid: str, window_index: int
+    ) -> list[list[int]]:
         input_ids, attention_mask = self._left_padded(prompts)
         max_new_tokens = self.max_new_tokens
         if isinstance(self._max_positions, int) and input_ids.shape[1] + max_new_tokens > self._max_positions:
@@ -429,6 +437,9 @@ class ListwiseReranker:
             # Unset the sampling options that an instruct model's generation_config often
             # carries, because greedy decoding ignores them and transformers warns about each.
             options.update(temperature=None, top_p=None, top_k=None)
+        ranked = _StopWhenRanked(self.tokenizer, input_ids.shape[1], counts)
+        if self.stop_when_ranked:
+            options.update(stopping_criteria=StoppingCriteriaList([ranked]))
         output = self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -438,10 +449,13 @@ class ListwiseReranker:
         )
 
         new_ids = []
-        for row in output[:, input_ids.shape[1] :].tolist():
+        for row, generated in enumerate(output[:, input_ids.shape[1] :].tolist()):
+            if ranked.lengths[row] is not None:
+                new_ids.append(generated[: ranked.lengths[row]])
+                continue
             # Keep the end-of-sequence token in the count of passes; what follows it is padding.
-            stop = next((position for position, token_id in enumerate(row) if token_id in self._eos_ids), None)
-            new_ids.append(row if stop is None else row[: stop + 1])
+            stop = next((position for position, token_id in enumerate(generated) if token_id in self._eos_ids), None)
+            new_ids.append(generated if stop is None else generated[: stop + 1])
         return new_ids
 
     @torch.inference_mode()
@@ -454,6 +468,36 @@ class ListwiseReranker:
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=1
         ).logits[:, -1]
         return logits[:, self._identifier_ids].float().tolist()
+
+
+class _StopWhenRanked(StoppingCriteria):
+    """A stopping criterion that ends a row once its answer names every passage of its window.
+
+    Parsing drops every identifier after its first mention, so what a model writes
+    after naming all passages cannot change the ranking (`names_every_passage`
+    gives the one exception); stopping there saves those tokens and the repairs
+    that dropping them would count. `lengths[row]` is the number of new tokens
+    at the stop, or None for a row that stopped otherwise.
+    """
+
+    def __init__(self, tokenizer, prompt_length: int, counts: list[int]):
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.counts = counts
+        self.lengths: list[int | None] = [None] * len(counts)
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        for row, count in enumerate(self.counts):
+            if self.lengths[row] is not None:
+                continue
+            generated = input_ids[row, self.prompt_length :].tolist()
+            # An identifier is complete only when its "]" arrives, so other tokens need no check.
+            if "]" not in self.tokenizer.decode(generated[-1:], skip_special_tokens=False):
+                continue
+            if names_every_passage(self.tokenizer.decode(generated, skip_special_tokens=False), count):
+                self.lengths[row] = len(generated)
+        stopped = [length is not None for length in self.lengths]
+        return torch.tensor(stopped, dtype=torch.bool, device=input_ids.device)
 
 
 def _eos_token_ids(model, tokenizer) -> list[int]:
