@@ -70,14 +70,19 @@ def test_padding_collator():
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
-def test_train_lora_saves_adapter(tiny_llama_folder, rows, tmp_path):
+def small_config(rows, folder, tmp_path, **settings):
+    """Return a two-step training config on `rows`, with `settings` overriding the defaults."""
     data = write_rows(rows, tmp_path / "rows.jsonl")
-    config = ListwiseTrainingConfig(
-        data=[str(data)], model=str(tiny_llama_folder), output=str(tmp_path / "student"),
+    defaults = dict(
+        data=[str(data)], model=str(folder), output=str(tmp_path / "student"),
         max_steps=2, rows_per_step=2, gradient_accumulation=1, bf16="no", show_progress=False,
         logging_steps=1, save_steps=100,
     )
-    output = train_listwise(config)
+    return ListwiseTrainingConfig(**{**defaults, **settings})
+
+
+def test_train_lora_saves_adapter(tiny_llama_folder, rows, tmp_path):
+    output = train_listwise(small_config(rows, tiny_llama_folder, tmp_path))
 
     assert (output / "adapter_config.json").is_file()
     metadata = json.loads((output / "dear_ir.json").read_text())
@@ -96,13 +101,9 @@ def test_train_lora_saves_adapter(tiny_llama_folder, rows, tmp_path):
 
 @pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no bfloat16 instructions")
 def test_bf16_training_on_cpu(rows, tiny_llama_folder, tmp_path):
-    data = write_rows(rows, tmp_path / "rows.jsonl")
-    config = ListwiseTrainingConfig(
-        data=[str(data)], model=str(tiny_llama_folder), output=str(tmp_path / "student"),
-        max_steps=2, rows_per_step=2, gradient_accumulation=1, bf16="yes", show_progress=False,
-        logging_steps=1, save_steps=100,
-    )
-    metadata = json.loads((train_listwise(config) / "dear_ir.json").read_text())
+    output = train_listwise(small_config(rows, tiny_llama_folder, tmp_path, bf16="yes"))
+
+    metadata = json.loads((output / "dear_ir.json").read_text())
     assert metadata["steps"] == 2
     assert math.isfinite(metadata["train_loss"])
 
@@ -118,12 +119,7 @@ def test_bf16_rejected_without_hardware(monkeypatch):
 
 
 def test_train_lora_last_layers_and_budget(tiny_llama_folder, rows, tmp_path):
-    data = write_rows(rows, tmp_path / "rows.jsonl")
-    config = ListwiseTrainingConfig(
-        data=[str(data)], model=str(tiny_llama_folder), output=str(tmp_path / "student"),
-        max_steps=50, rows_per_step=2, gradient_accumulation=1, bf16="no", show_progress=False,
-        logging_steps=1, save_steps=100, lora_layers=1, max_minutes=1e-6,
-    )
+    config = small_config(rows, tiny_llama_folder, tmp_path, max_steps=50, lora_layers=1, max_minutes=1e-6)
     output = train_listwise(config)
 
     metadata = json.loads((output / "dear_ir.json").read_text())
@@ -137,18 +133,12 @@ def test_train_lora_last_layers_and_budget(tiny_llama_folder, rows, tmp_path):
 
 
 def test_train_resumes_from_checkpoint(tiny_llama_folder, rows, tmp_path, caplog):
-    data = write_rows(rows, tmp_path / "rows.jsonl")
-    settings = dict(
-        data=[str(data)], model=str(tiny_llama_folder), output=str(tmp_path / "student"),
-        max_steps=2, rows_per_step=2, gradient_accumulation=1, bf16="no", show_progress=False,
-        logging_steps=1, save_steps=2,
-    )
-    output = train_listwise(ListwiseTrainingConfig(**settings))
+    output = train_listwise(small_config(rows, tiny_llama_folder, tmp_path, save_steps=2))
     # Without the finished marker the run looks interrupted after its checkpoint.
     (output / "dear_ir.json").unlink()
 
     with caplog.at_level("INFO"):
-        train_listwise(ListwiseTrainingConfig(**{**settings, "max_steps": 3}))
+        train_listwise(small_config(rows, tiny_llama_folder, tmp_path, save_steps=2, max_steps=3))
 
     assert "resuming from" in caplog.text
     assert json.loads((output / "dear_ir.json").read_text())["steps"] == 3
