@@ -437,9 +437,10 @@ class ListwiseReranker:
             # Unset the sampling options that an instruct model's generation_config often
             # carries, because greedy decoding ignores them and transformers warns about each.
             options.update(temperature=None, top_p=None, top_k=None)
-        ranked = _StopWhenRanked(self.tokenizer, input_ids.shape[1], counts)
+        # Built even when off, so that its empty `lengths` send every row to the end-of-sequence cut below.
+        stop_rule = _StopWhenRanked(self.tokenizer, input_ids.shape[1], counts)
         if self.stop_when_ranked:
-            options.update(stopping_criteria=StoppingCriteriaList([ranked]))
+            options.update(stopping_criteria=StoppingCriteriaList([stop_rule]))
         output = self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -450,8 +451,8 @@ class ListwiseReranker:
 
         new_ids = []
         for row, generated in enumerate(output[:, input_ids.shape[1] :].tolist()):
-            if ranked.lengths[row] is not None:
-                new_ids.append(generated[: ranked.lengths[row]])
+            if stop_rule.lengths[row] is not None:
+                new_ids.append(generated[: stop_rule.lengths[row]])
                 continue
             # Keep the end-of-sequence token in the count of passes; what follows it is padding.
             stop = next((position for position, token_id in enumerate(generated) if token_id in self._eos_ids), None)

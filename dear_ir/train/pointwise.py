@@ -288,7 +288,7 @@ def _make_trainer_class():
 
 
 def bf16_arguments(setting: str) -> dict:
-    """TrainingArguments for --bf16: auto means a GPU with bfloat16; yes also accepts a CPU with bf16 instructions.
+    """Return the TrainingArguments for --bf16: auto means a GPU with bfloat16; yes also accepts a bf16 CPU.
 
     Auto stays off on a CPU because autocast there changes the numerics that users
     compare against. With AVX512-BF16 or AMX, bf16 roughly doubles matrix-multiply
